@@ -1,0 +1,1 @@
+"""Local stack launcher: servers from PyPI packages, the five services, the demo."""

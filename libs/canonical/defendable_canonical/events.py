@@ -1,0 +1,186 @@
+"""Everything that travels on JetStream: ingest commands and run events.
+
+Both are tagged msgspec unions (tag field ``type``) decoded once at the edge by
+the decoders below. Every message carries an envelope. Ids of derived events
+are deterministic (`derive_id`), so a redelivered input yields the same output
+id and JetStream's duplicate window (``Nats-Msg-Id``) drops the copy; the
+consuming databases' unique constraints catch what the window misses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+from .model import AgentProfile, EvidenceKind, EvidenceRef, Finding, FlightSheetRef, Lane, ReceiptBody, Signature, Verdict
+
+SCHEMA_VERSION = 1
+
+
+def derive_id(prefix: str, causation_id: str, *parts: str) -> str:
+    """A deterministic id for something caused by `causation_id` (domain-separated by prefix)."""
+    h = hashlib.sha256(prefix.encode())
+    for part in (causation_id, *parts):
+        h.update(b"\x00")
+        h.update(part.encode())
+    return f"{prefix}_{h.hexdigest()[:32]}"
+
+
+# ---------------------------------------------------------------- commands (ingest.<kind>.<org>)
+
+
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """A request for intake to admit. `command_id` is the client's idempotency key."""
+
+    command_id: str
+    org_id: str
+    run_id: str
+    issued_at: str
+    actor: str  # who asked: an API key id, or an SDK identity
+    schema_version: int = SCHEMA_VERSION
+
+
+class CreateRun(Command, frozen=True, kw_only=True, tag=True):
+    project: str
+    lane: Lane
+    flight_sheet: FlightSheetRef
+    agent_profile: AgentProfile
+    assignment: str = ""
+
+
+class AttachEvidence(Command, frozen=True, kw_only=True, tag=True):
+    """Bytes already sit in S3 at `staging_key`; intake re-hashes them before admitting."""
+
+    evidence_id: str
+    kind: EvidenceKind
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+    staging_key: str
+
+
+class Submit(Command, frozen=True, kw_only=True, tag=True):
+    submission: msgspec.Raw  # the submission as JSON; intake stores its canonical form
+
+
+class Decide(Command, frozen=True, kw_only=True, tag=True):
+    decision: Literal["approve", "reject"]
+    approver: str
+    note: str = ""
+
+
+AnyCommand = CreateRun | AttachEvidence | Submit | Decide
+
+COMMAND_KINDS: dict[type[Command], str] = {
+    CreateRun: "create_run",
+    AttachEvidence: "attach_evidence",
+    Submit: "submit",
+    Decide: "decide",
+}
+
+
+# ---------------------------------------------------------------- events (run.<event>.<org>.<run>)
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str
+    org_id: str
+    run_id: str
+    occurred_at: str
+    producer: str
+    causation_id: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+
+class RunCreated(Event, frozen=True, kw_only=True, tag=True):
+    project: str
+    lane: Lane
+    flight_sheet: FlightSheetRef
+    agent_profile: AgentProfile
+    assignment: str
+    assignment_sha256: str
+
+
+class EvidenceAttached(Event, frozen=True, kw_only=True, tag=True):
+    evidence: EvidenceRef
+    kind: EvidenceKind
+    storage_key: str  # content-addressed: evidence/sha256/<hex>
+
+
+class Submitted(Event, frozen=True, kw_only=True, tag=True):
+    """Carries what the referee needs and nothing it must fetch: sheet, evidence list, submission."""
+
+    lane: Lane
+    flight_sheet: FlightSheetRef
+    evidence: list[EvidenceRef]
+    submission_sha256: str
+    submission: msgspec.Raw  # canonical JSON bytes, bounded by intake
+
+
+class Checked(Event, frozen=True, kw_only=True, tag=True):
+    flight_sheet: FlightSheetRef
+    submission_sha256: str
+    findings: list[Finding]
+    verdict: Verdict
+
+
+class Approved(Event, frozen=True, kw_only=True, tag=True):
+    """The approval plus the whole receipt body, so the ledger needs nothing else."""
+
+    receipt: ReceiptBody
+
+
+class Rejected(Event, frozen=True, kw_only=True, tag=True):
+    approver: str
+    decided_at: str
+    note: str = ""
+
+
+class CommandRefused(Event, frozen=True, kw_only=True, tag=True):
+    """Intake would not admit a command; the reason says what to fix."""
+
+    command_id: str
+    command_type: str
+    reason: str
+
+
+class Minted(Event, frozen=True, kw_only=True, tag=True):
+    seq: int
+    receipt_hash: str
+    parent_hash: str
+    payload: msgspec.Raw  # canonical payload bytes, exactly as hashed
+    signature: Signature
+    share_token: str
+
+
+class Rendered(Event, frozen=True, kw_only=True, tag=True):
+    receipt_hash: str
+    pdf_key: str
+    pdf_sha256: str
+    pdf_size: int
+
+
+AnyEvent = RunCreated | EvidenceAttached | Submitted | Checked | Approved | Rejected | CommandRefused | Minted | Rendered
+
+EVENT_NAMES: dict[type[Event], str] = {
+    RunCreated: "created",
+    EvidenceAttached: "evidence",
+    Submitted: "submitted",
+    Checked: "checked",
+    Approved: "approved",
+    Rejected: "rejected",
+    CommandRefused: "refused",
+    Minted: "minted",
+    Rendered: "rendered",
+}
+
+command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
+event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)
+_encoder = msgspec.json.Encoder()
+
+
+def encode(message: Command | Event) -> bytes:
+    return _encoder.encode(message)

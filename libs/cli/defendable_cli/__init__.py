@@ -1,0 +1,1 @@
+"""The `defendable` command line."""

@@ -1,0 +1,1 @@
+"""Defendable gateway service."""

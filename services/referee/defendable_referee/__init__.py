@@ -1,0 +1,1 @@
+"""Defendable referee service."""
