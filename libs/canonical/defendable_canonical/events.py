@@ -14,7 +14,17 @@ from typing import Literal
 
 import msgspec
 
-from .model import AgentProfile, EvidenceKind, EvidenceRef, Finding, FlightSheetRef, Lane, ReceiptBody, Signature, Verdict
+from .model import (
+    AgentProfile,
+    EvidenceKind,
+    EvidenceRef,
+    Finding,
+    FlightSheetRef,
+    Lane,
+    ReceiptBody,
+    Signature,
+    Verdict,
+)
 
 SCHEMA_VERSION = 1
 
@@ -64,6 +74,10 @@ class AttachEvidence(Command, frozen=True, kw_only=True, tag=True):
 
 class Submit(Command, frozen=True, kw_only=True, tag=True):
     submission: msgspec.Raw  # the submission as JSON; intake stores its canonical form
+    # Evidence the submitter attached before submitting: intake admits the
+    # submission only once each of these is attached (JetStream redelivery can
+    # reorder commands), and refuses it if one of them was refused.
+    evidence_ids: list[str] = []
 
 
 class Decide(Command, frozen=True, kw_only=True, tag=True):
@@ -163,7 +177,9 @@ class Rendered(Event, frozen=True, kw_only=True, tag=True):
     pdf_size: int
 
 
-AnyEvent = RunCreated | EvidenceAttached | Submitted | Checked | Approved | Rejected | CommandRefused | Minted | Rendered
+AnyEvent = (
+    RunCreated | EvidenceAttached | Submitted | Checked | Approved | Rejected | CommandRefused | Minted | Rendered
+)
 
 EVENT_NAMES: dict[type[Event], str] = {
     RunCreated: "created",

@@ -1,0 +1,89 @@
+"""Verify a receipt document (a `GET /receipts/{hash}` or `GET /share/{token}` body) offline.
+
+Each check reports PASS, FAIL or SKIPPED (not applicable — never a silent
+pass). The hash is recomputed over the RFC 8785 form of the *parsed* payload,
+so a document that was pretty-printed or re-saved still verifies.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+from .chain import verify_links
+from .digest import GENESIS_HASH, sha256_digest
+from .jcs import CanonicalError, canonicalize
+from .model import ChainLink, Signature
+from .signature import verify_signature
+
+Outcome = Literal["PASS", "FAIL", "SKIPPED"]
+
+
+class Check(msgspec.Struct, frozen=True):
+    name: str
+    outcome: Outcome
+    detail: str
+
+
+def verify_document(doc: Any) -> list[Check]:
+    if not isinstance(doc, dict) or "payload" not in doc or "receipt_hash" not in doc:
+        return [Check("document", "FAIL", "not a receipt document: needs `receipt_hash` and `payload`")]
+    claimed = str(doc["receipt_hash"])
+    payload = doc["payload"]
+    checks: list[Check] = []
+
+    # 1. the hash, over the canonical form of the payload
+    try:
+        digest = sha256_digest(canonicalize(payload))
+    except CanonicalError as exc:
+        return [Check("canonical form (RFC 8785)", "FAIL", str(exc))]
+    checks.append(Check("canonical form (RFC 8785)", "PASS", "payload canonicalises"))
+    if digest == claimed:
+        checks.append(Check("receipt hash", "PASS", f"SHA-256 of the canonical payload is {claimed}"))
+    else:
+        checks.append(Check("receipt hash", "FAIL", f"payload hashes to {digest}, document claims {claimed}"))
+
+    # 2. the signature over the hash
+    raw_sig = doc.get("signature")
+    if raw_sig is None:
+        checks.append(Check("signature (Ed25519)", "FAIL", "no signature: every receipt is signed"))
+    else:
+        try:
+            signature = msgspec.convert(raw_sig, Signature)
+        except msgspec.ValidationError as exc:
+            checks.append(Check("signature (Ed25519)", "FAIL", f"malformed signature: {exc}"))
+        else:
+            problem = verify_signature(signature, claimed)
+            checks.append(
+                Check("signature (Ed25519)", "FAIL", problem)
+                if problem
+                else Check("signature (Ed25519)", "PASS", f"signed by key {signature.kid}")
+            )
+
+    # 3. the chain position the payload states, against the links (share documents carry them)
+    seq = payload.get("seq") if isinstance(payload, dict) else None
+    parent = payload.get("parent_hash") if isinstance(payload, dict) else None
+    raw_links = doc.get("links")
+    if raw_links is None:
+        checks.append(Check("chain links", "SKIPPED", "this document carries no chain links"))
+        if seq == 1 and parent != GENESIS_HASH:
+            checks.append(Check("genesis", "FAIL", f"seq 1 must have parent {GENESIS_HASH}"))
+        return checks
+    try:
+        links = msgspec.convert(raw_links, list[ChainLink])
+    except msgspec.ValidationError as exc:
+        checks.append(Check("chain links", "FAIL", f"malformed links: {exc}"))
+        return checks
+    bad = verify_links(links, claimed)
+    if bad is not None:
+        checks.append(Check("chain links", "FAIL", bad.reason))
+    elif not links or links[-1].seq != seq or links[-1].parent_hash != parent:
+        checks.append(Check("chain links", "FAIL", f"the last link does not match the payload's seq {seq} and parent"))
+    else:
+        checks.append(Check("chain links", "PASS", f"{len(links)} links from genesis to seq {seq}"))
+    return checks
+
+
+def all_passed(checks: list[Check]) -> bool:
+    return all(c.outcome != "FAIL" for c in checks) and any(c.outcome == "PASS" for c in checks)
