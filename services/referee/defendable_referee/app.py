@@ -1,0 +1,138 @@
+"""Referee: checks each submission against its Flight Sheet and publishes the verdict.
+
+The rule engine is pure (`check.py`); this module only moves bytes: Submitted in,
+Checked out, the flight-sheet library answered over request-reply so the
+gateway can refuse an unknown sheet or a wrong lane with a 4xx at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import msgspec
+from asyncpg import Pool
+from faststream import AckPolicy, FastStream
+from faststream.nats import PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+
+from defendable_canonical.events import Checked, Submitted, derive_id, encode, event_decoder
+from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET, event_filter
+from defendable_runtime import db
+from defendable_runtime.messaging import RUNS, Poison, consumer, ensure_streams, make_broker, publish_event, settle
+from defendable_runtime.settings import from_env
+
+from . import store
+from .check import check_submission
+from .sheet import Library, UnknownFlightSheet, load_library
+
+log = logging.getLogger("defendable.referee")
+SERVICE = "referee"
+
+settings = from_env()
+broker = make_broker(settings.nats_url)
+app = FastStream(broker)
+
+
+class Resources:
+    pool: Pool
+    library: Library
+
+
+res = Resources()
+
+
+@app.on_startup
+async def open_resources() -> None:
+    res.library = load_library()
+    res.pool = await db.create_pool(settings.database_url)
+    await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
+    await ensure_streams(broker)  # before any consumer starts
+
+
+@app.on_shutdown
+async def close_resources() -> None:
+    await res.pool.close()
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@broker.subscriber(
+    event_filter("submitted"),
+    stream=RUNS,
+    durable="referee",
+    config=consumer("referee"),
+    pull_sub=PullSub(batch_size=64, timeout=1.0),
+    ack_policy=AckPolicy.MANUAL,
+)
+async def on_submitted(msg: NatsMessage) -> None:
+    raw: Msg = msg.raw_message
+    await settle(broker, SERVICE, [raw], lambda: referee(raw), infra_errors=db.INFRA_ERRORS)
+
+
+async def referee(raw: Msg) -> None:
+    try:
+        event = event_decoder.decode(raw.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Poison(f"undecodable event: {exc}") from exc
+    if not isinstance(event, Submitted):
+        raise Poison(f"expected Submitted on {raw.subject}, got {type(event).__name__}")
+    async with res.pool.acquire() as conn:
+        stored = await store.stored_check(conn, event.event_id)
+    if stored is None:
+        checked = judge(event)
+        async with res.pool.acquire() as conn, conn.transaction():
+            stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
+    await publish_event(broker, event_decoder.decode(stored))
+
+
+def judge(event: Submitted) -> Checked:
+    try:
+        sheet = res.library.get(event.flight_sheet.id, event.flight_sheet.version)
+    except UnknownFlightSheet as exc:
+        raise Poison(f"run {event.run_id} names a flight sheet this referee does not have: {exc}") from exc
+    findings, verdict = check_submission(sheet, bytes(event.submission), event.evidence)
+    return Checked(
+        event_id=derive_id("ev", event.event_id, "Checked"),
+        org_id=event.org_id,
+        run_id=event.run_id,
+        occurred_at=utc_now(),
+        producer=SERVICE,
+        causation_id=event.event_id,
+        flight_sheet=sheet.ref(),
+        submission_sha256=event.submission_sha256,
+        findings=findings,
+        verdict=verdict,
+    )
+
+
+class SheetQuery(msgspec.Struct, frozen=True):
+    ref: str  # "id@version"
+
+
+class SheetAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    found: bool
+    id: str = ""
+    version: str = ""
+    lane: str = ""
+    sha256: str = ""
+    title: str = ""
+    error: str = ""
+
+
+@broker.subscriber(REFEREE_FLIGHT_SHEET, queue="referee")
+async def on_flight_sheet(msg: NatsMessage) -> bytes:
+    try:
+        query = msgspec.json.decode(msg.body, type=SheetQuery)
+        sheet = res.library.get_ref(query.ref)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return msgspec.json.encode(SheetAnswer(found=False, error=f"bad query: {exc}"))
+    except UnknownFlightSheet as exc:
+        return msgspec.json.encode(SheetAnswer(found=False, error=str(exc)))
+    ref = sheet.ref()
+    return msgspec.json.encode(
+        SheetAnswer(found=True, id=ref.id, version=ref.version, lane=sheet.lane, sha256=ref.sha256, title=sheet.title)
+    )

@@ -1,0 +1,293 @@
+"""Flight Sheets: the data a run is checked against (DESIGN.md §1).
+
+A sheet is data, not code. It is hashed as the RFC 8785 canonical form of the
+JSON value *as read from its file* (not of the decoded Struct), so a field
+this service does not know, or a default it fills in, cannot move the hash a
+receipt names. Everything a sheet refers to — rule kinds and params, formulas,
+tolerance classes, gate quantities — is validated when the library loads, so a
+typo fails the build and never a customer's run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any, Literal
+
+import jsonschema
+import msgspec
+from defendable_canonical.digest import Digest, sha256_digest
+from defendable_canonical.jcs import canonicalize
+from defendable_canonical.model import FlightSheetRef, Lane, Tier
+
+from defendable_referee.errors import EvaluationError, FlightSheetInvalid
+from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
+from defendable_referee.evaluator import parse_expression
+from defendable_referee.numeric import MAX_PLACES, to_decimal
+
+RuleKind = Literal["structure", "schema", "math", "evidence", "policy"]
+RULE_KINDS: tuple[RuleKind, ...] = ("structure", "schema", "math", "evidence", "policy")
+GateOp = Literal[">=", "<=", ">", "<"]
+
+
+class StructureParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    required: list[str]  # top-level keys that must be present
+    non_empty: list[str] = []  # keys whose value may not be null, blank, [] or {}
+
+
+class SchemaParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_errors_reported: int = 5
+
+
+class MathParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_calculations: int = 200
+    rederive: bool = True  # also re-derive the sheet's quantities from base inputs
+
+
+class EvidenceParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_claims: int = 200
+    undisclosed_input_tier: Tier = "mid"
+
+
+class PolicyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    gates: list[str] = []  # gate ids, in order; empty means every gate of the sheet
+
+
+Params = StructureParams | SchemaParams | MathParams | EvidenceParams | PolicyParams
+_PARAMS: dict[str, type[Params]] = {
+    "structure": StructureParams,
+    "schema": SchemaParams,
+    "math": MathParams,
+    "evidence": EvidenceParams,
+    "policy": PolicyParams,
+}
+
+
+class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One check, in sheet order. `params` are decoded per kind by `rules.params_for`."""
+
+    id: str
+    kind: str  # validated against RULE_KINDS at load; kept `str` so the dispatcher can refuse unknowns
+    tier: Tier
+    params: dict[str, Any] = {}
+
+
+class Tolerance(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Compare a declared number with `expected` rounded half-up to `places`, within `absolute`."""
+
+    absolute: str  # decimal string
+    places: int
+    note: str = ""
+
+    @property
+    def absolute_decimal(self) -> Decimal:
+        value = to_decimal(self.absolute)
+        assert value is not None, "validated at load"
+        return value
+
+
+class Tolerances(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    classes: dict[str, Tolerance]
+    units: dict[str, str] = {}  # lower-cased unit text -> class name
+    default_class: str
+
+    def for_units(self, units: object) -> Tolerance:
+        """The class for a calculation's `units`; unknown units get the (strict) default."""
+        key = units.strip().lower() if isinstance(units, str) else ""
+        return self.classes[self.units.get(key, self.default_class)]
+
+
+class Derivation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A quantity the sheet re-derives itself, independent of the agent's formulas.
+
+    Names in `formula` that are not earlier derivations are base inputs, read
+    from the submission's `inputs_used` and calculation inputs.
+    """
+
+    name: str
+    formula: str
+    tolerance: str  # a class in Tolerances.classes
+    description: str = ""
+
+
+class Gate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A policy bound on a re-derived quantity; `>=` / `<=` are inclusive."""
+
+    id: str
+    quantity: str
+    op: GateOp
+    threshold: str  # decimal string
+    description: str = ""
+
+    @property
+    def threshold_decimal(self) -> Decimal:
+        value = to_decimal(self.threshold)
+        assert value is not None, "validated at load"
+        return value
+
+
+class FlightSheet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    version: str
+    lane: Lane
+    title: str
+    assignment_instructions: str
+    required_output_schema: dict[str, Any]
+    rules: list[Rule]
+    tolerances: Tolerances
+    derivations: list[Derivation] = []
+    gates: list[Gate] = []
+    conventions: dict[str, str] = {}  # documentation for agents: name -> meaning
+
+    @property
+    def key(self) -> str:
+        return f"{self.id}@{self.version}"
+
+    def gates_for(self, params: PolicyParams) -> list[Gate]:
+        by_id = {gate.id: gate for gate in self.gates}
+        return [by_id[gate_id] for gate_id in params.gates] if params.gates else list(self.gates)
+
+
+def params_for(rule: Rule) -> Params:
+    """The rule's params decoded for its kind; raises msgspec.ValidationError or KeyError (unknown kind)."""
+    return msgspec.convert(rule.params, type=_PARAMS[rule.kind])
+
+
+class LoadedSheet(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated sheet and the digest of its file's canonical JSON."""
+
+    sheet: FlightSheet
+    sha256: Digest
+
+    def ref(self) -> FlightSheetRef:
+        """What a Checked event and a receipt name: id, version, sha256."""
+        return FlightSheetRef(id=self.sheet.id, version=self.sheet.version, sha256=self.sha256)
+
+    @property
+    def lane(self) -> Lane:
+        return self.sheet.lane
+
+    @property
+    def title(self) -> str:
+        return self.sheet.title
+
+
+class Library:
+    """Flight Sheets by `id@version`."""
+
+    def __init__(self, sheets: Iterable[LoadedSheet]) -> None:
+        self._sheets: dict[str, LoadedSheet] = {}
+        for loaded in sheets:
+            if loaded.sheet.key in self._sheets:
+                raise FlightSheetInvalid(f"flight sheet {loaded.sheet.key} is defined twice")
+            self._sheets[loaded.sheet.key] = loaded
+
+    def get(self, id_or_key: str, version: str | None = None) -> LoadedSheet:
+        """`get("cre_memo_dscr_ltv_v1@1.0.0")` or `get("cre_memo_dscr_ltv_v1", "1.0.0")`."""
+        key = id_or_key if version is None else f"{id_or_key}@{version}"
+        try:
+            return self._sheets[key]
+        except KeyError:
+            known = ", ".join(sorted(self._sheets))
+            raise UnknownFlightSheet(f"unknown flight sheet {key!r}; known: {known}") from None
+
+    def get_ref(self, key: str) -> LoadedSheet:
+        """`get` for an `id@version` string, as a request-reply query carries it."""
+        return self.get(key)
+
+    def keys(self) -> list[str]:
+        return sorted(self._sheets)
+
+    def __len__(self) -> int:
+        return len(self._sheets)
+
+
+def load_library(directory: Traversable | Path | None = None) -> Library:
+    """Every `*.json` in `directory` (default: the packaged `flight_sheets/`), validated and hashed."""
+    root: Traversable = directory if directory is not None else resources.files(__package__) / "flight_sheets"
+    files = sorted((f for f in root.iterdir() if f.is_file() and f.name.endswith(".json")), key=lambda f: f.name)
+    if not files:
+        raise FlightSheetInvalid(f"no flight sheets (*.json) in {root}")
+    return Library(load_sheet(f.read_bytes(), source=f.name) for f in files)
+
+
+def load_sheet(data: bytes, *, source: str) -> LoadedSheet:
+    """Decode, validate and hash one sheet; errors name `source`."""
+    try:
+        value = msgspec.json.decode(data)
+        sheet = msgspec.convert(value, type=FlightSheet)
+        _validate(sheet)
+        digest = sha256_digest(canonicalize(value))
+    except FlightSheetInvalid as exc:
+        raise FlightSheetInvalid(f"{source}: {exc}") from None
+    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+        raise FlightSheetInvalid(f"{source}: {exc}") from None
+    return LoadedSheet(sheet=sheet, sha256=digest)
+
+
+def _validate(sheet: FlightSheet) -> None:
+    if not sheet.rules:
+        raise FlightSheetInvalid("a flight sheet needs at least one rule")
+    try:
+        jsonschema.Draft202012Validator.check_schema(sheet.required_output_schema)
+    except jsonschema.SchemaError as exc:
+        raise FlightSheetInvalid(f"required_output_schema is not a valid JSON Schema: {exc.message}") from None
+    seen: set[str] = set()
+    for rule in sheet.rules:
+        if rule.id in seen:
+            raise FlightSheetInvalid(f"rule id {rule.id!r} is used twice")
+        seen.add(rule.id)
+        if rule.kind not in RULE_KINDS:
+            raise FlightSheetInvalid(f"rule {rule.id!r} has unknown kind {rule.kind!r}")
+        try:
+            params_for(rule)
+        except msgspec.ValidationError as exc:
+            raise FlightSheetInvalid(f"rule {rule.id!r} params: {exc}") from None
+    _validate_tolerances(sheet.tolerances)
+    derived = _validate_derivations(sheet.derivations, sheet.tolerances.classes)
+    gate_ids: set[str] = set()
+    for gate in sheet.gates:
+        if gate.quantity not in derived:
+            raise FlightSheetInvalid(f"gate {gate.id!r} bounds {gate.quantity!r}, which no derivation defines")
+        if to_decimal(gate.threshold) is None:
+            raise FlightSheetInvalid(f"gate {gate.id!r} threshold {gate.threshold!r} is not a decimal string")
+        gate_ids.add(gate.id)
+    for rule in sheet.rules:
+        params = params_for(rule)
+        if isinstance(params, PolicyParams):
+            if not sheet.gates:
+                raise FlightSheetInvalid(f"policy rule {rule.id!r} has no gates to apply")
+            for gate_id in params.gates:
+                if gate_id not in gate_ids:
+                    raise FlightSheetInvalid(f"rule {rule.id!r} names unknown gate {gate_id!r}")
+
+
+def _validate_tolerances(tolerances: Tolerances) -> None:
+    for name, tolerance in tolerances.classes.items():
+        if to_decimal(tolerance.absolute) is None or tolerance.absolute.startswith("-"):
+            raise FlightSheetInvalid(f"tolerance {name!r} absolute {tolerance.absolute!r} is not a decimal ≥ 0")
+        if not 0 <= tolerance.places <= MAX_PLACES:
+            raise FlightSheetInvalid(f"tolerance {name!r} places {tolerance.places} is outside 0..{MAX_PLACES}")
+    for unit, name in {**tolerances.units, "(default)": tolerances.default_class}.items():
+        if name not in tolerances.classes:
+            raise FlightSheetInvalid(f"units {unit!r} map to unknown tolerance class {name!r}")
+        if unit != unit.strip().lower():
+            raise FlightSheetInvalid(f"units key {unit!r} must be lower-case and trimmed")
+
+
+def _validate_derivations(derivations: list[Derivation], classes: Mapping[str, Tolerance]) -> set[str]:
+    derived: set[str] = set()
+    for derivation in derivations:
+        if derivation.name in derived:
+            raise FlightSheetInvalid(f"quantity {derivation.name!r} is derived twice")
+        if derivation.tolerance not in classes:
+            raise FlightSheetInvalid(f"derivation {derivation.name!r} names unknown tolerance {derivation.tolerance!r}")
+        try:
+            parse_expression(derivation.formula)
+        except EvaluationError as exc:
+            raise FlightSheetInvalid(f"derivation {derivation.name!r} formula refused: {exc}") from None
+        derived.add(derivation.name)
+    return derived
