@@ -1,0 +1,106 @@
+"""Render: Minted in, a deterministic PDF in S3 and Rendered out.
+
+The PDF is regenerable from the receipt JSON (no PDF is the only copy of
+anything), so a redelivery simply renders the same bytes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import msgspec
+from asyncpg import Pool
+from faststream import AckPolicy, FastStream
+from faststream.nats import PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+
+from defendable_canonical.digest import sha256_digest
+from defendable_canonical.events import Minted, Rendered, derive_id, event_decoder
+from defendable_canonical.subjects import event_filter
+from defendable_runtime import db
+from defendable_runtime.messaging import RUNS, Poison, consumer, ensure_streams, make_broker, publish_event, settle
+from defendable_runtime.settings import from_env
+from defendable_runtime.storage import BlobStore
+
+from . import store
+from .pdf import render_receipt_pdf
+
+log = logging.getLogger("defendable.render")
+SERVICE = "render"
+
+settings = from_env()
+broker = make_broker(settings.nats_url)
+app = FastStream(broker)
+
+
+class Resources:
+    pool: Pool
+    blobs: BlobStore
+
+
+res = Resources()
+
+
+def pdf_key(org_id: str, receipt_hash: str) -> str:
+    return f"receipts/{org_id}/{receipt_hash.removeprefix('sha256:')}.pdf"
+
+
+@app.on_startup
+async def open_resources() -> None:
+    res.pool = await db.create_pool(settings.database_url)
+    await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
+    res.blobs = await BlobStore(settings).open()
+    await res.blobs.ensure_bucket()
+    await ensure_streams(broker)  # before any consumer starts
+
+
+@app.on_shutdown
+async def close_resources() -> None:
+    await res.pool.close()
+    await res.blobs.close()
+
+
+@broker.subscriber(
+    event_filter("minted"),
+    stream=RUNS,
+    durable="render",
+    config=consumer("render"),
+    pull_sub=PullSub(batch_size=32, timeout=1.0),
+    ack_policy=AckPolicy.MANUAL,
+)
+async def on_minted(msg: NatsMessage) -> None:
+    raw: Msg = msg.raw_message
+    await settle(broker, SERVICE, [raw], lambda: render(raw), infra_errors=db.INFRA_ERRORS)
+
+
+async def render(raw: Msg) -> None:
+    try:
+        event = event_decoder.decode(raw.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Poison(f"undecodable event: {exc}") from exc
+    if not isinstance(event, Minted):
+        raise Poison(f"expected Minted on {raw.subject}, got {type(event).__name__}")
+    # CPU-bound; a worker thread keeps acks and heartbeats flowing meanwhile.
+    pdf = await asyncio.to_thread(render_receipt_pdf, bytes(event.payload), event.receipt_hash, event.signature)
+    key = pdf_key(event.org_id, event.receipt_hash)
+    await res.blobs.put_bytes(key, pdf, "application/pdf")
+    digest = sha256_digest(pdf)
+    async with res.pool.acquire() as conn:
+        await store.record_pdf(conn, event.receipt_hash, event.org_id, key, digest, len(pdf))
+    await publish_event(
+        broker,
+        Rendered(
+            event_id=derive_id("ev", event.event_id, "Rendered"),
+            org_id=event.org_id,
+            run_id=event.run_id,
+            occurred_at=event.occurred_at,
+            producer=SERVICE,
+            causation_id=event.event_id,
+            receipt_hash=event.receipt_hash,
+            pdf_key=key,
+            pdf_sha256=digest,
+            pdf_size=len(pdf),
+        ),
+    )

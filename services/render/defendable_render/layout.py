@@ -1,0 +1,319 @@
+"""What a receipt PDF shows, and where — drawn through a small writer port (see ``pdf._Writer``).
+
+Every table row is measured before it is drawn, so a row never splits across pages and
+a long value wraps inside its column instead of overflowing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from defendable_canonical.model import Finding, ReceiptPayload, Signature
+
+RGB = tuple[int, int, int]
+
+# Verdict colours: (accent, tint) per severity (DESIGN.md §1).
+SEVERITY_COLOURS: dict[str, tuple[RGB, RGB]] = {
+    "honey": ((176, 124, 0), (255, 246, 214)),
+    "jelly": ((196, 96, 20), (253, 235, 216)),
+    "propolis": ((164, 32, 32), (251, 226, 224)),
+}
+SEVERITY_MEANING = {
+    "honey": "no flags",
+    "jelly": "low or mid flags only",
+    "propolis": "at least one high flag",
+}
+TIER_COLOURS: dict[str, RGB] = {"high": (164, 32, 32), "mid": (196, 96, 20), "low": (90, 90, 90)}
+TIER_RANK = {"high": 0, "mid": 1, "low": 2}
+INK: RGB = (30, 30, 30)
+MUTED: RGB = (105, 105, 105)
+LINE = 4.2  # mm per line of 8.5 pt text
+LABEL_WIDTH = 38.0
+MAX_CELL_LINES = 50  # ~210 mm: a row always fits on one page
+
+
+class Writer(Protocol):
+    @property
+    def width(self) -> float: ...
+    @property
+    def left(self) -> float: ...
+    @property
+    def y(self) -> float: ...
+    @property
+    def bottom(self) -> float: ...
+    def add_page(self) -> None: ...
+    def set_y(self, y: float) -> None: ...
+    def set_xy(self, x: float, y: float) -> None: ...
+    def font(self, family: str, style: str, size: float, rgb: RGB = INK) -> None: ...
+    def lines(self, width: float, text: str) -> Sequence[str]: ...
+    def text_width(self, text: str) -> float: ...
+    def cell(self, width: float, height: float, text: str, *, align: str = "L", fill: bool = False) -> None: ...
+    def block(self, x: float, y: float, width: float, line_height: float, lines: Sequence[str]) -> None: ...
+    def rect(
+        self, x: float, y: float, w: float, h: float, fill: RGB | None = None, border: RGB | None = None
+    ) -> None: ...
+    def hline(self, y: float, rgb: RGB = (215, 215, 215)) -> None: ...
+    def auto_break(self, on: bool) -> None: ...
+
+
+# A table cell: (text, font family, style, size, colour).
+Cell = tuple[str, str, str, float, RGB]
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024 or unit == "TiB":
+            return f"{value:.1f} {unit}"
+    raise AssertionError("unreachable")
+
+
+def yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+class ReceiptLayout:
+    def __init__(self, out: Writer) -> None:
+        self.out = out
+
+    # -- plan: 1 header, 2 verdict banner, 3 chain facts, 4 inputs, 5 approval,
+    #    6 flags, 7 findings, 8 evidence, 9 signature. The footer is the writer's.
+    def draw(self, p: ReceiptPayload, receipt_hash: str, signature: Signature | None, attachment: str) -> None:
+        out = self.out
+        out.auto_break(False)  # rows are measured and broken by hand
+        out.add_page()
+        self._header(p)
+        self._banner(p)
+        self._section("Receipt")
+        self._pairs(
+            [
+                ("Receipt hash", receipt_hash, True),
+                ("Parent hash", p.parent_hash, True),
+                ("Sequence", str(p.seq), False),
+                ("Organisation", p.org_id, False),
+                ("Project", p.project, False),
+                ("Lane", p.lane.replace("_", " "), False),
+                ("Run id", p.run_id, True),
+                ("Minted at", p.minted_at, False),
+                ("Canonical JSON", f"attached as {attachment}", False),
+            ]
+        )
+        self._section("Inputs")
+        agent = p.agent_profile
+        agent_text = f"{agent.model} · {agent.harness}" + (f" · {agent.runtime}" if agent.runtime else "")
+        self._pairs(
+            [
+                ("Flight sheet", f"{p.flight_sheet.id}@{p.flight_sheet.version}", False),
+                ("Flight sheet hash", p.flight_sheet.sha256, True),
+                ("Agent profile", agent_text, False),
+                ("Agent tools", ", ".join(agent.tools) if agent.tools else "none declared", False),
+                ("Assignment hash", p.assignment_sha256, True),
+                ("Submission hash", p.submission_sha256, True),
+            ]
+        )
+        self._section("Approval")
+        self._pairs(
+            [
+                ("Approver", p.approval.approver, False),
+                ("Decided at", p.approval.decided_at, False),
+                ("Note", p.approval.note or "—", False),
+            ]
+        )
+        self._flags(p)
+        self._findings(p.findings)
+        self._evidence(p)
+        if signature is not None:
+            self._section("Signature")
+            self._pairs(
+                [
+                    ("Algorithm", signature.alg, False),
+                    ("Key id", signature.kid, True),
+                    ("Public key", signature.public_key, True),
+                    ("Signature", signature.sig, True),
+                    ("Signed bytes", "the 32 raw bytes of the receipt hash", False),
+                ]
+            )
+
+    # 1
+    def _header(self, p: ReceiptPayload) -> None:
+        out = self.out
+        out.font("sans", "B", 18)
+        out.cell(out.width * 0.55, 9, "Defendable receipt")
+        out.font("mono", "", 7.5, MUTED)
+        out.cell(out.width * 0.45, 9, p.schema, align="R")
+        out.set_y(out.y + 10)
+        out.hline(out.y, (60, 60, 60))
+        out.set_y(out.y + 3)
+
+    # 2
+    def _banner(self, p: ReceiptPayload) -> None:
+        out = self.out
+        v = p.verdict
+        accent, tint = SEVERITY_COLOURS.get(v.severity, ((60, 60, 60), (240, 240, 240)))
+        top, height = out.y, 24.0
+        out.rect(out.left, top, out.width, height, fill=tint, border=accent)
+        out.rect(out.left, top, 3, height, fill=accent)
+        out.set_xy(out.left + 7, top + 3)
+        out.font("sans", "B", 20, accent)
+        out.cell(60, 10, v.severity.upper())
+        out.set_xy(out.left + 7, top + 14)
+        out.font("sans", "", 8, MUTED)
+        out.cell(60, 5, SEVERITY_MEANING.get(v.severity, ""))
+        facts = [
+            ("Score", f"{v.score} %"),
+            ("Recommended action", v.recommended_action),
+            ("Client ready", yes_no(v.client_ready)),
+            ("Risk high / mid / low", f"{v.risk.high} / {v.risk.mid} / {v.risk.low}"),
+        ]
+        x, col = out.left + 70, (out.width - 72) / 2
+        for i, (label, value) in enumerate(facts):
+            cx, cy = x + (i % 2) * col, top + 3 + (i // 2) * 10
+            out.set_xy(cx, cy)
+            out.font("sans", "", 7, MUTED)
+            out.cell(col, 3.5, label.upper())
+            out.set_xy(cx, cy + 3.8)
+            out.font("sans", "B", 10.5, INK)
+            out.cell(col, 5, value)
+        out.set_y(top + height + 2)
+
+    def _room(self, needed: float) -> bool:
+        """Start a new page when ``needed`` mm do not fit; True when it did."""
+        if self.out.y + needed > self.out.bottom:
+            self.out.add_page()
+            return True
+        return False
+
+    def _section(self, title: str, note: str = "") -> None:
+        out = self.out
+        self._room(16)
+        out.set_y(out.y + 3)
+        out.font("sans", "B", 10.5, INK)
+        out.cell(out.text_width(title) + 2, 6, title)
+        if note:
+            out.font("sans", "", 8, MUTED)
+            out.cell(out.width - out.text_width(title) - 2, 6, note)
+        out.set_y(out.y + 6.5)
+        out.hline(out.y)
+        out.set_y(out.y + 1.2)
+
+    # 3, 4, 5, 9: label / value pairs; hashes and ids in mono
+    def _pairs(self, rows: Sequence[tuple[str, str, bool]]) -> None:
+        value_width = self.out.width - LABEL_WIDTH
+        for label, value, mono in rows:
+            family, size = ("mono", 8.0) if mono and value.isascii() else ("sans", 8.5)
+            self._row(
+                [(label, "sans", "", 8.0, MUTED), (value, family, "", size, INK)],
+                [LABEL_WIDTH, value_width],
+            )
+
+    def _row(
+        self,
+        cells: Sequence[Cell],
+        widths: Sequence[float],
+        *,
+        shade: RGB | None = None,
+        after_break: Callable[[], None] | None = None,
+    ) -> None:
+        """One row, every cell wrapped in its column; never split across pages."""
+        out = self.out
+        pad = 1.2
+        heights = []
+        fitted: list[tuple[Sequence[str], str, str, float, RGB]] = []
+        for (text, family, style, size, rgb), width in zip(cells, widths, strict=True):
+            out.font(family, style, size)
+            lines = out.lines(width - 2 * pad, text)
+            if len(lines) > MAX_CELL_LINES:
+                # A cell taller than a page cannot be kept whole; the full value is in the JSON.
+                more = len(lines) - MAX_CELL_LINES + 1
+                text = "\n".join([*lines[: MAX_CELL_LINES - 1], f"… {more} more lines in the attached JSON"])
+                lines = out.lines(width - 2 * pad, text)
+            fitted.append((lines, family, style, size, rgb))
+            heights.append(len(lines) * LINE)
+        height = max(heights) + 1.4
+        if self._room(height) and after_break is not None:
+            after_break()
+        top = out.y
+        if shade is not None:
+            out.rect(out.left, top, out.width, height, fill=shade)
+        x = out.left
+        for (lines, family, style, size, rgb), width in zip(fitted, widths, strict=True):
+            out.font(family, style, size, rgb)
+            out.block(x + pad, top + 0.7, width - 2 * pad, LINE, lines)
+            x += width
+        out.set_y(top + height)
+
+    def _table(self, header: Sequence[str], widths: Sequence[float], rows: Sequence[Sequence[Cell]]) -> None:
+        def draw_header() -> None:
+            self._row([(h.upper(), "sans", "B", 7.0, MUTED) for h in header], widths, shade=(242, 242, 242))
+
+        self._room(LINE * 4)
+        draw_header()
+        for i, row in enumerate(rows):
+            # A row that moves to a new page gets the column header above it again.
+            self._row(row, widths, shade=(250, 250, 250) if i % 2 else None, after_break=draw_header)
+
+    # 6
+    def _flags(self, p: ReceiptPayload) -> None:
+        flags = sorted(p.verdict.flags, key=lambda f: TIER_RANK.get(f.tier, 3))  # stable: keeps the verdict's order
+        self._section("Flags", f"{len(flags)} ranked high → low")
+        if not flags:
+            self._pairs([("", "No flags were raised.", False)])
+            return
+        w = self.out.width
+        self._table(
+            ["Tier", "Rule", "Message"],
+            [16, 46, w - 62],
+            [
+                [
+                    (f.tier.upper(), "sans", "B", 8.0, TIER_COLOURS.get(f.tier, INK)),
+                    (f.rule_id, "mono", "", 7.5, INK),
+                    (f.message, "sans", "", 8.5, INK),
+                ]
+                for f in flags
+            ],
+        )
+
+    # 7
+    def _findings(self, findings: Sequence[Finding]) -> None:
+        counts = {s: sum(1 for f in findings if f.status == s) for s in ("pass", "flag", "open")}
+        summary = f"{len(findings)} rules checked: {counts['pass']} pass, {counts['flag']} flag, {counts['open']} open"
+        self._section("Findings", summary)
+        if not findings:
+            return
+        w = self.out.width
+        rows = []
+        for f in findings:
+            detail = f.message
+            if f.observed is not None or f.expected is not None:
+                detail += f"{' · ' if detail else ''}observed {f.observed or '—'}, expected {f.expected or '—'}"
+            status = f.status + (f" ({f.tier})" if f.tier and f.status != "pass" else "")
+            colour = TIER_COLOURS.get(f.tier or "", INK) if f.status != "pass" else (40, 120, 60)
+            rows.append(
+                [
+                    (status, "sans", "B", 7.5, colour),
+                    (f.rule_id, "mono", "", 7.5, INK),
+                    (f.kind, "sans", "", 8.0, MUTED),
+                    (detail or "—", "sans", "", 8.0, INK),
+                ]
+            )
+        self._table(["Status", "Rule", "Kind", "Detail"], [22, 46, 24, w - 92], rows)
+
+    # 8
+    def _evidence(self, p: ReceiptPayload) -> None:
+        self._section("Evidence", f"{len(p.evidence)} item{'' if len(p.evidence) == 1 else 's'}, content-addressed")
+        if not p.evidence:
+            return
+        w = self.out.width
+        rows = [
+            [
+                (f"{e.name}\n{e.id}", "sans", "", 8.0, INK),
+                (f"{e.media_type}\n{human_size(e.size)}", "sans", "", 7.5, MUTED),
+                (e.sha256, "mono", "", 6.5, INK),
+            ]
+            for e in p.evidence
+        ]
+        self._table(["Name / id", "Type / size", "SHA-256"], [50, 26, w - 76], rows)

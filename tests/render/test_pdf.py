@@ -1,0 +1,136 @@
+"""Promises of the receipt PDF: deterministic bytes, the canonical JSON inside, readable Unicode, any size."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from defendable_render.pdf import attachment_name, render_receipt_pdf
+from defendable_render.perf import SAMPLE_SIGNATURE, bench_render, sample_receipt
+
+APPROVER = "Zoë Ångström-Łukasiewicz"
+PROJECT = "Ünïcödé проект αξιολόγηση"  # Latin, Cyrillic, Greek: all covered by DejaVu Sans
+needs_poppler = pytest.mark.skipif(
+    shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed"
+)
+
+
+def _streams(pdf: bytes) -> list[tuple[bytes, bytes]]:
+    """(dictionary, decoded data) of every stream, inflating FlateDecode ones."""
+    out = []
+    for match in re.finditer(rb"\d+ 0 obj\s*(<<.*?)stream\r?\n", pdf, re.S):
+        start = match.end()
+        length = re.search(rb"/Length (\d+)", match.group(1))
+        assert length is not None
+        data = pdf[start : start + int(length.group(1))]
+        if b"/FlateDecode" in match.group(1):
+            data = zlib.decompress(data)
+        out.append((match.group(1), data))
+    return out
+
+
+def _embedded_files(pdf: bytes) -> list[bytes]:
+    return [data for head, data in _streams(pdf) if b"/Type /EmbeddedFile" in head]
+
+
+def test_same_receipt_renders_to_identical_bytes_twice() -> None:
+    data, digest = sample_receipt()
+    assert render_receipt_pdf(data, digest, SAMPLE_SIGNATURE) == render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+
+
+def test_same_receipt_renders_to_identical_bytes_in_a_fresh_process(tmp_path: Path) -> None:
+    data, digest = sample_receipt()
+    here = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    script = (
+        "import sys\n"
+        "from defendable_render.pdf import render_receipt_pdf\n"
+        "from defendable_render.perf import SAMPLE_SIGNATURE, sample_receipt\n"
+        "data, digest = sample_receipt()\n"
+        "sys.stdout.buffer.write(render_receipt_pdf(data, digest, SAMPLE_SIGNATURE))\n"
+    )
+    there = subprocess.run([sys.executable, "-c", script], capture_output=True, check=True, cwd=tmp_path).stdout
+    assert there == here
+
+
+def test_reused_fonts_give_the_same_bytes_as_freshly_parsed_fonts() -> None:
+    # Several different receipts in a row: state leaking between documents would show here.
+    for seq, evidence, flags in ((1, 0, 0), (2, 7, 4), (3, 1, 9), (1, 0, 0)):
+        data, digest = sample_receipt(seq=seq, evidence=evidence, flags=flags, approver=f"Ωmega Яна {seq}")
+        reused = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+        fresh = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE, reuse_fonts=False)
+        assert reused == fresh, f"seq {seq}"
+
+
+def test_different_receipts_render_to_different_bytes() -> None:
+    one, two = sample_receipt(seq=1), sample_receipt(seq=2)
+    assert render_receipt_pdf(*one) != render_receipt_pdf(*two)
+
+
+def test_a_signature_changes_the_pdf_but_not_the_attached_payload() -> None:
+    data, digest = sample_receipt()
+    signed, unsigned = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE), render_receipt_pdf(data, digest)
+    assert signed != unsigned
+    assert _embedded_files(signed) == _embedded_files(unsigned) == [data]
+
+
+def test_attached_json_is_exactly_the_payload_bytes_under_the_receipt_name() -> None:
+    data, digest = sample_receipt()
+    pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    assert _embedded_files(pdf) == [data]
+    name = attachment_name(digest)
+    assert name == f"receipt-{digest.removeprefix('sha256:')[:16]}.json"
+    assert f"({name})".encode() in pdf
+
+
+def test_pdf_dates_come_from_minted_at_not_the_clock() -> None:
+    data, digest = sample_receipt()
+    pdf = render_receipt_pdf(data, digest)
+    dates = set(re.findall(rb"/(?:CreationDate|ModDate) \(D:(\d{14})", pdf))
+    assert dates == {b"20250314092704"}
+
+
+def test_unicode_font_is_embedded_as_a_subset() -> None:
+    data, digest = sample_receipt(approver=APPROVER, project=PROJECT)
+    pdf = render_receipt_pdf(data, digest)
+    assert pdf.count(b"/FontFile2") == 3
+    assert b"/BaseFont /MPDFAA+DejaVuSans" in pdf
+    # Subsets, not whole fonts: the three bundled files weigh ~1.8 MB.
+    assert len(pdf) < 120_000
+
+
+@needs_poppler
+def test_unicode_names_survive_into_the_pdf_text(tmp_path: Path) -> None:
+    data, digest = sample_receipt(approver=APPROVER, project=PROJECT)
+    path = tmp_path / "receipt.pdf"
+    path.write_bytes(render_receipt_pdf(data, digest, SAMPLE_SIGNATURE))
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True).stdout
+    decoded = text.decode()
+    for expected in (APPROVER, PROJECT, "PROPOLIS", digest, "Page 1 of 2", "ledger-2025-01"):
+        assert expected in decoded, expected
+
+
+def test_large_receipts_paginate_without_error() -> None:
+    data, digest = sample_receipt(evidence=200, flags=100, project="Very long project name " * 40)
+    pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    pages = int(re.findall(rb"/Count (\d+)", pdf)[0])
+    assert pages >= 10
+    assert _embedded_files(pdf) == [data]
+
+
+@needs_poppler
+def test_long_values_wrap_instead_of_being_cut(tmp_path: Path) -> None:
+    word = "unbrokenvalue" * 40  # no spaces at all
+    data, digest = sample_receipt(project=word, approver="A" * 300)
+    path = tmp_path / "receipt.pdf"
+    path.write_bytes(render_receipt_pdf(data, digest))
+    text = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], capture_output=True, check=True).stdout
+    assert word in re.sub(r"\s+", "", text.decode())
+
+
+def test_bench_render_reports_a_positive_rate() -> None:
+    assert bench_render(2) > 0
