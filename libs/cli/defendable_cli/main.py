@@ -1,0 +1,156 @@
+"""`defendable` — canonicalise, hash and verify receipts; administer orgs.
+
+Exit codes: 0 success (for `verify`: every applicable check passed), 1 a check
+failed, 2 bad input or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import msgspec
+
+from defendable_canonical.digest import sha256_digest
+from defendable_canonical.jcs import CanonicalError, canonicalize_json
+from defendable_canonical.verification import Check, all_passed, verify_document
+
+MAX_INPUT = 64 * 1024 * 1024
+
+
+class CliError(Exception):
+    """Bad input: printed as `defendable: <message>`, exit 2."""
+
+
+def read_input(path: str | None) -> bytes:
+    if path in (None, "-"):
+        data = sys.stdin.buffer.read(MAX_INPUT + 1)
+    else:
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_INPUT + 1)
+        except OSError as exc:
+            raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+    if len(data) > MAX_INPUT:
+        raise CliError(f"input is larger than {MAX_INPUT} bytes")
+    return data
+
+
+def canonical(data: bytes) -> bytes:
+    try:
+        return canonicalize_json(data)
+    except CanonicalError as exc:
+        raise CliError(f"invalid JSON for RFC 8785: {exc}") from exc
+
+
+def cmd_canonicalize(args: argparse.Namespace) -> int:
+    sys.stdout.buffer.write(canonical(read_input(args.file)))
+    sys.stdout.buffer.flush()
+    return 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    print(sha256_digest(canonical(read_input(args.file))))
+    return 0
+
+
+def fetch(url: str) -> bytes:
+    if not url.startswith(("http://", "https://")):
+        raise CliError(f"--share needs an http(s) URL, got {url[:100]!r}")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310  # scheme checked
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # scheme checked above
+            data: bytes = response.read(MAX_INPUT + 1)
+            return data
+    except urllib.error.HTTPError as exc:
+        raise CliError(f"{url} answered HTTP {exc.code}") from exc
+    except (urllib.error.URLError, TimeoutError) as exc:
+        raise CliError(f"cannot fetch {url}: {exc}") from exc
+
+
+SYMBOL = {"PASS": "✔ PASS   ", "FAIL": "✘ FAIL   ", "SKIPPED": "– SKIPPED"}
+
+
+def print_checks(checks: list[Check], receipt_hash: str) -> None:
+    print(f"receipt {receipt_hash}")
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        print(f"  {SYMBOL[c.outcome]}  {c.name.ljust(width)}  {c.detail}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if bool(args.share) == bool(args.file):
+        raise CliError("give a FILE or --share URL (one of them)")
+    data = fetch(args.share) if args.share else read_input(args.file)
+    try:
+        doc: Any = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CliError(f"not JSON: {exc}") from exc
+    checks = verify_document(doc)
+    print_checks(checks, str(doc.get("receipt_hash", "?")) if isinstance(doc, dict) else "?")
+    ok = all_passed(checks)
+    print("verified: every applicable check passed" if ok else "NOT VERIFIED: see the failed checks above")
+    return 0 if ok else 1
+
+
+def cmd_create_org(args: argparse.Namespace) -> int:
+    from defendable_gateway.admin import create_org  # the gateway owns orgs and keys
+
+    dsn = args.database_url or os.environ.get("DATABASE_URL")
+    if not dsn:
+        raise CliError("set DATABASE_URL (or pass --database-url) to the gateway's PostgreSQL")
+    try:
+        created = asyncio.run(create_org(dsn, args.name, args.approver))
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    if args.json:
+        sys.stdout.buffer.write(msgspec.json.encode(created) + b"\n")
+        return 0
+    print(f"org {created.org_id} ({created.name})")
+    for key in created.keys:
+        print(f"  {key.role:<10} {key.key}")
+    print("Keys are shown once; only their hashes are stored.")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="defendable", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("canonicalize", help="write the RFC 8785 canonical form of JSON (file or stdin)")
+    c.add_argument("file", nargs="?")
+    c.set_defaults(func=cmd_canonicalize)
+    h = sub.add_parser("hash", help="print sha256:<hex> of the canonical form")
+    h.add_argument("file", nargs="?")
+    h.set_defaults(func=cmd_hash)
+    v = sub.add_parser("verify", help="verify a receipt file or a share link; exit 0 only if all checks pass")
+    v.add_argument("file", nargs="?", help="a receipt or share document saved to disk (- for stdin)")
+    v.add_argument("--share", metavar="URL", help="a public share URL (/share/<token>)")
+    v.set_defaults(func=cmd_verify)
+    a = sub.add_parser("admin", help="administer organisations and keys")
+    asub = a.add_subparsers(dest="admin_command", required=True)
+    o = asub.add_parser("create-org", help="create an org and print one API key per role")
+    o.add_argument("name")
+    o.add_argument("--approver", help="the human named on approvals made with the approver key")
+    o.add_argument("--database-url", help="defaults to $DATABASE_URL")
+    o.add_argument("--json", action="store_true", help="machine-readable output")
+    o.set_defaults(func=cmd_create_org)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except CliError as exc:
+        print(f"defendable: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

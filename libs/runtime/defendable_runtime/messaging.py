@@ -1,0 +1,200 @@
+"""JetStream on FastStream: streams, durable consumers, publishing, settlement.
+
+Settlement policy (DESIGN.md §3):
+- ack only after the handler's own database transaction committed;
+- a message that can never succeed (undecodable, invalid) raises `Poison`
+  and goes at once to ``dead.<service>.<subject>`` with the reason, then is
+  terminated — nothing is dropped silently;
+- an infrastructure failure (PostgreSQL, S3 or NATS unreachable) is retried
+  with back-off for as long as it takes: a crash of a dependency must delay
+  work, never lose it;
+- any other exception is retried, and dead-lettered after MAX_ATTEMPTS.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from defendable_canonical.events import Command, Event, encode
+from defendable_canonical.subjects import (
+    DEAD_STREAM,
+    DEAD_SUBJECTS,
+    INGEST_STREAM,
+    INGEST_SUBJECTS,
+    RUNS_STREAM,
+    RUNS_SUBJECTS,
+    dead_subject,
+    event_subject,
+    ingest_subject,
+)
+from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as NatsAckPolicy
+from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
+
+log = logging.getLogger("defendable.messaging")
+
+MAX_ATTEMPTS = 10
+DUPLICATE_WINDOW_S = 120.0  # ≥ 2 min (DESIGN.md §3); databases enforce idempotency beyond it
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+# Streams are declared here, explicitly and before any consumer starts; the
+# FastStream subscribers get `declare=False` so nothing else reshapes them.
+STREAMS = (
+    StreamConfig(
+        name=RUNS_STREAM,
+        subjects=[RUNS_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,  # the system of record: kept, no expiry
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_msg_size=MAX_MESSAGE_BYTES,
+    ),
+    StreamConfig(
+        name=INGEST_STREAM,
+        subjects=[INGEST_SUBJECTS],
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        duplicate_window=DUPLICATE_WINDOW_S,
+        max_msg_size=MAX_MESSAGE_BYTES,
+    ),
+    StreamConfig(
+        name=DEAD_STREAM,
+        subjects=[DEAD_SUBJECTS],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+    ),
+)
+RUNS = JStream(RUNS_STREAM, declare=False)
+INGEST = JStream(INGEST_STREAM, declare=False)
+
+
+class Poison(Exception):
+    """This message can never be processed; dead-letter it with this reason."""
+
+
+class Transient(Exception):
+    """A dependency is unavailable; retry later, without counting towards dead-lettering."""
+
+
+def make_broker(nats_url: str) -> NatsBroker:
+    # Reconnect forever: a NATS restart must pause the service, not end it.
+    # Per-message logs at DEBUG; handler errors still surface at ERROR.
+    return NatsBroker(
+        nats_url,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        logger=logging.getLogger("defendable.broker"),
+        log_level=logging.DEBUG,
+    )
+
+
+def consumer(durable: str, max_ack_pending: int = 4096) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=durable,
+        ack_policy=NatsAckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=30.0,
+        max_deliver=-1,  # we count attempts ourselves: infra outages must not exhaust them
+        max_ack_pending=max_ack_pending,
+    )
+
+
+def jetstream(broker: NatsBroker) -> JetStreamContext:
+    js = broker.config.connection_state.stream
+    assert js is not None, "broker is not connected"
+    return js
+
+
+async def ensure_streams(broker: NatsBroker) -> None:
+    """Connect and create (or converge) the three streams; every service calls this at start."""
+    await broker.connect()
+    js = jetstream(broker)
+    for config in STREAMS:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:  # exists with another config: converge on ours
+            await js.update_stream(config)
+
+
+async def publish_event(broker: NatsBroker, event: Event) -> None:
+    """Publish to RUNS and wait for JetStream's ack; Nats-Msg-Id = event id (dedup window)."""
+    await broker.publish(
+        encode(event),
+        event_subject(event),
+        headers={"Nats-Msg-Id": event.event_id},
+        stream=RUNS_STREAM,
+        timeout=10.0,
+    )
+
+
+async def publish_command(broker: NatsBroker, command: Command) -> None:
+    await broker.publish(
+        encode(command),
+        ingest_subject(command),
+        headers={"Nats-Msg-Id": command.command_id},
+        stream=INGEST_STREAM,
+        timeout=10.0,
+    )
+
+
+def attempts(raw: Msg) -> int:
+    try:
+        return int(raw.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+async def dead_letter(broker: NatsBroker, service: str, raw: Msg, reason: str) -> None:
+    headers = dict(raw.headers or {})
+    headers.pop("Nats-Msg-Id", None)
+    headers["Defendable-Dead-Reason"] = reason[:1000]
+    headers["Defendable-Dead-Subject"] = raw.subject
+    await broker.publish(raw.data, dead_subject(service, raw.subject), headers=headers, stream=DEAD_STREAM)
+    log.error("dead-lettered %s from %s: %s", raw.subject, service, reason)
+
+
+async def settle(
+    broker: NatsBroker,
+    service: str,
+    raws: list[Msg],
+    work: Callable[[], Awaitable[Any]],
+    *,
+    infra_errors: tuple[type[BaseException], ...] = (),
+) -> bool:
+    """Run `work` for these messages, then ack, retry or dead-letter them (see module doc).
+
+    True when the messages are settled for good (acked or dead-lettered), False
+    when they were handed back for a retry.
+    """
+    try:
+        await work()
+    except Poison as exc:
+        for raw in raws:
+            await dead_letter(broker, service, raw, str(exc))
+            await raw.term()
+        return True
+    except (TimeoutError, Transient, OSError, *infra_errors) as exc:
+        log.warning("%s: dependency unavailable, will retry: %r", service, exc)
+        await retry_later(raws)
+        return False
+    except Exception as exc:
+        log.exception("%s: handler failed", service)
+        if all(attempts(raw) >= MAX_ATTEMPTS for raw in raws):
+            for raw in raws:
+                await dead_letter(broker, service, raw, f"failed {MAX_ATTEMPTS} times: {exc!r}")
+                await raw.term()
+            return True
+        await retry_later(raws)
+        return False
+    for raw in raws:
+        await raw.ack()
+    return True
+
+
+async def retry_later(raws: list[Msg]) -> None:
+    for raw in raws:
+        await raw.nak(delay=min(0.2 * attempts(raw), 5.0))

@@ -1,0 +1,36 @@
+"""Service settings, read once from the environment at start-up."""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    nats_url: str
+    database_url: str
+    s3_endpoint_url: str
+    s3_access_key_id: str
+    s3_secret_access_key: str
+    s3_region: str
+    s3_bucket: str
+    public_base_url: str
+    max_evidence_bytes: int
+    data_dir: str
+
+
+def from_env() -> Settings:
+    env = os.environ
+    return Settings(
+        nats_url=env.get("NATS_URL", "nats://127.0.0.1:4222"),
+        database_url=env.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        s3_endpoint_url=env.get("S3_ENDPOINT_URL", "http://127.0.0.1:8333"),
+        s3_access_key_id=env.get("S3_ACCESS_KEY_ID", "defendable"),
+        s3_secret_access_key=env.get("S3_SECRET_ACCESS_KEY", "defendable-secret"),
+        s3_region=env.get("S3_REGION", "us-east-1"),
+        s3_bucket=env.get("S3_BUCKET", "defendable"),
+        public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8700").rstrip("/"),
+        max_evidence_bytes=int(env.get("MAX_EVIDENCE_BYTES", str(100 * 1024 * 1024))),
+        data_dir=env.get("DEFENDABLE_DATA_DIR", ".stack/data"),
+    )

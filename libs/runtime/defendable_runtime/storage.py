@@ -1,0 +1,173 @@
+"""S3-compatible blob storage (aioboto3): SeaweedFS locally, any S3 in production.
+
+Bytes are streamed in chunks and hashed on the way; nothing is held whole in
+memory. Evidence lives under content-addressed keys (`evidence/sha256/<hex>`),
+so the key itself states what the bytes must hash to.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from typing import Any
+
+import aioboto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from .settings import Settings
+
+CHUNK = 1024 * 1024
+PART = 8 * 1024 * 1024  # S3 multipart parts must be ≥ 5 MiB (except the last)
+
+
+class BlobTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"blob exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+def evidence_key(sha256_hex: str) -> str:
+    return f"evidence/sha256/{sha256_hex}"
+
+
+class BlobStore:
+    """One S3 client for the life of the service."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.bucket = settings.s3_bucket
+        self._stack = AsyncExitStack()
+        self._client: Any = None
+
+    async def open(self) -> BlobStore:
+        session = aioboto3.Session()
+        self._client = await self._stack.enter_async_context(
+            session.client(
+                "s3",
+                endpoint_url=self._settings.s3_endpoint_url,
+                aws_access_key_id=self._settings.s3_access_key_id,
+                aws_secret_access_key=self._settings.s3_secret_access_key,
+                region_name=self._settings.s3_region,
+                config=Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=64,
+                ),
+            )
+        )
+        return self
+
+    async def close(self) -> None:
+        await self._stack.aclose()
+
+    async def ensure_bucket(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            try:
+                await self._client.create_bucket(Bucket=self.bucket)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+
+    async def ping(self) -> None:
+        await self._client.head_bucket(Bucket=self.bucket)
+
+    async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        await self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
+        """Stream chunks to `key`, hashing as they pass; returns (sha256 hex, size).
+
+        Small bodies go in one PUT; larger ones as an S3 multipart upload, so
+        memory stays at one part whatever the size. Over `limit` → BlobTooLarge
+        and nothing is left behind.
+        """
+        hasher = hashlib.sha256()
+        size = 0
+        buffer = bytearray()
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise BlobTooLarge(limit)
+                hasher.update(chunk)
+                buffer += chunk
+                if len(buffer) >= PART:
+                    if upload_id is None:
+                        created = await self._client.create_multipart_upload(Bucket=self.bucket, Key=key)
+                        upload_id = created["UploadId"]
+                    part = await self._client.upload_part(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=bytes(buffer)
+                    )
+                    parts.append({"ETag": part["ETag"], "PartNumber": len(parts) + 1})
+                    buffer.clear()
+            if upload_id is None:
+                await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
+            else:
+                if buffer:
+                    part = await self._client.upload_part(
+                        Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=len(parts) + 1, Body=bytes(buffer)
+                    )
+                    parts.append({"ETag": part["ETag"], "PartNumber": len(parts) + 1})
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+        except BaseException:
+            if upload_id is not None:
+                await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+            raise
+        return hasher.hexdigest(), size
+
+    async def hash_object(self, key: str) -> tuple[str, int] | None:
+        """Re-read an object in chunks and hash it; None when it does not exist."""
+        try:
+            obj = await self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        hasher = hashlib.sha256()
+        size = 0
+        body = obj["Body"]
+        try:
+            async for chunk in body.iter_chunks(CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+        finally:
+            body.close()
+        return hasher.hexdigest(), size
+
+    async def get_bytes(self, key: str) -> bytes | None:
+        try:
+            obj = await self._client.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        body = obj["Body"]
+        try:
+            data: bytes = await body.read()
+        finally:
+            body.close()
+        return data
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self._client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError:
+            return False
+        return True
+
+    async def copy(self, source_key: str, dest_key: str) -> None:
+        await self._client.copy_object(
+            Bucket=self.bucket, Key=dest_key, CopySource={"Bucket": self.bucket, "Key": source_key}
+        )
+
+    async def delete(self, key: str) -> None:
+        await self._client.delete_object(Bucket=self.bucket, Key=key)

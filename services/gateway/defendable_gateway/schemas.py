@@ -1,0 +1,95 @@
+"""HTTP request and response shapes (gateway-private; wire events live in libs/canonical)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from defendable_canonical.model import Lane
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+ShortText = Annotated[str, Meta(max_length=200)]
+Note = Annotated[str, Meta(max_length=4000)]
+SheetRef = Annotated[str, Meta(pattern=r"^[a-z0-9_.-]{1,100}@[A-Za-z0-9_.-]{1,40}$")]
+
+
+class AgentProfileIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    model: Name
+    harness: Name
+    tools: Annotated[list[ShortText], Meta(max_length=100)] = []
+    runtime: ShortText = ""
+
+
+class CreateRunRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    project: Name
+    lane: Lane
+    flight_sheet: SheetRef
+    agent_profile: AgentProfileIn
+    assignment: Annotated[str, Meta(max_length=64_000)] = ""
+
+
+class RunAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    status: str
+
+
+class EvidenceNote(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Evidence that is not a file: stored as its canonical JSON."""
+
+    kind: Literal["note", "url", "observation"]
+    name: Name
+    content: Annotated[str, Meta(max_length=64_000)] = ""
+    url: Annotated[str, Meta(max_length=4000)] = ""
+
+
+class EvidenceAccepted(msgspec.Struct, frozen=True, kw_only=True):
+    evidence_id: str
+    sha256: str
+    size: int
+    status: str = "pending"
+
+
+class Accepted(msgspec.Struct, frozen=True, kw_only=True):
+    run_id: str
+    status: str
+
+
+class DecisionRequest(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    note: Note = ""
+
+
+class ReceiptLinks(msgspec.Struct, frozen=True, kw_only=True):
+    share: str
+    pdf: str
+    json: str
+
+
+class ReceiptDoc(msgspec.Struct, frozen=True, kw_only=True):
+    receipt_hash: str
+    seq: int
+    parent_hash: str
+    run_id: str
+    payload: msgspec.Raw
+    signature: msgspec.Raw
+    links: ReceiptLinks
+    rendered: bool
+
+
+class ShareLink(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    receipt_hash: str
+    parent_hash: str
+
+
+class ShareDoc(msgspec.Struct, frozen=True, kw_only=True):
+    receipt_hash: str
+    payload: msgspec.Raw
+    signature: msgspec.Raw
+    links: list[ShareLink]
+    how_to_verify: str = (
+        "Recompute sha256 over the RFC 8785 canonical JSON of `payload`; it must equal `receipt_hash`. "
+        "Each link's parent_hash must equal the previous link's receipt_hash, from the genesis parent "
+        "sha256:000…0 at seq 1 to this receipt. `defendable verify --share URL` does all of it."
+    )

@@ -1,0 +1,75 @@
+"""A run from HTTP to a verified receipt, across the five services on real servers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import httpx
+
+from defendable_canonical.digest import GENESIS_HASH
+from defendable_canonical.verification import all_passed, verify_document
+from defendable_cli.client import Client
+
+from .conftest import Services, checked_run
+
+
+async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_its_share_link(
+    submitter: Client, approver: Client, services: Services
+) -> None:
+    run_id = await checked_run(submitter)
+    run = await submitter.run(run_id)
+    assert run["verdict"]["severity"] == "honey", (
+        [f["message"] for f in run["findings"] if f["status"] != "pass"],
+        run["evidence"],
+    )
+    assert run["verdict"]["recommended_action"] == "approve"
+    assert [e["status"] for e in run["evidence"]] == ["attached"] * 3
+
+    status, _ = await submitter.receipt(run_id)
+    assert status == 409  # not approved yet: no receipt
+
+    await approver.approve(run_id, note="Coverage comfortably inside policy.")
+    run = await approver.wait_for(run_id, ("minted", "rendered"))
+    status, receipt = await approver.receipt(run_id)
+    assert status == 200
+    payload = receipt["payload"]
+    assert payload["run_id"] == run_id
+    assert payload["seq"] == 1 and payload["parent_hash"] == GENESIS_HASH
+    assert payload["approval"]["approver"] == "Zoë Ångström-Łukasiewicz"
+    assert payload["schema"] == "defendablecloud.eval-receipt/v1"
+    assert "signature" not in payload and "share_token" not in str(payload)
+
+    async with httpx.AsyncClient() as anonymous:
+        shared = (await anonymous.get(receipt["links"]["share"])).json()
+    checks = verify_document(shared)
+    assert all_passed(checks), checks
+    assert {c.name: c.outcome for c in checks}["chain links"] == "PASS"
+
+    cli = subprocess.run(
+        [sys.executable, "-m", "defendable_cli.main", "verify", "--share", receipt["links"]["share"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "PASS" in cli.stdout
+
+    await approver.wait_for(run_id, ("rendered",))
+    pdf = await approver.get(f"/receipts/{receipt['receipt_hash']}.pdf")
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
+
+    verify = (await approver.get("/ledger/verify")).json()
+    assert verify == {"ok": True, "length": 1, "head": receipt["receipt_hash"], "first_bad": None}
+
+
+async def test_a_tampered_share_document_fails_verification(submitter: Client, approver: Client) -> None:
+    run_id = await checked_run(submitter)
+    await approver.approve(run_id)
+    await approver.wait_for(run_id, ("minted", "rendered"))
+    _, receipt = await approver.receipt(run_id)
+    async with httpx.AsyncClient() as anonymous:
+        shared = (await anonymous.get(receipt["links"]["share"])).json()
+    shared["payload"]["verdict"]["score"] = "100.00" if shared["payload"]["verdict"]["score"] != "100.00" else "99.00"
+    checks = {c.name: c.outcome for c in verify_document(shared)}
+    assert checks["receipt hash"] == "FAIL"
