@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from defendable_stack.servers import (
     DEFAULT_BUCKET,
     DEFAULT_REGION,

@@ -13,12 +13,13 @@ from typing import Any
 import msgspec
 import pytest
 import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from defendable_canonical import jcs
 from defendable_canonical.jcs import CanonicalError, canonical_struct, canonicalize
 from defendable_canonical.model import EvidenceRef, ReceiptPayload
 from defendable_canonical.perf import typical_payload
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def general_path(obj: msgspec.Struct) -> bytes:

@@ -6,6 +6,7 @@ import re
 
 import msgspec
 import pytest
+
 from defendable_canonical.chain import verify_chain, verify_links
 from defendable_canonical.digest import GENESIS_HASH, sha256_digest
 from defendable_canonical.model import ChainLink, StoredReceipt

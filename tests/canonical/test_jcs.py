@@ -14,9 +14,10 @@ from typing import Any
 import msgspec
 import pytest
 import rfc8785
-from defendable_canonical.jcs import MAX_DEPTH, CanonicalError, canonicalize, canonicalize_json, format_number
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from defendable_canonical.jcs import MAX_DEPTH, CanonicalError, canonicalize, canonicalize_json, format_number
 
 SAFE = 2**53 - 1
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 import pytest
+
 from defendable_canonical.model import EvidenceRef, Finding, Verdict
 from defendable_referee.check import check_submission
 from defendable_referee.sheet import LoadedSheet, load_library

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+
 from defendable_canonical.model import Finding
 from defendable_referee.check import MAX_SUBMISSION_BYTES, check_submission
 from defendable_referee.sheet import LoadedSheet

@@ -7,11 +7,12 @@ from decimal import Decimal
 from fractions import Fraction
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import MAX_SOURCE_CHARS, evaluate, parse_expression
 from defendable_referee.numeric import round_half_up
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 HANGS_AFTER_S = 2.0  # a generous bound that only a hang or blow-up would cross
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.model import Finding
 from defendable_referee.context import CheckContext

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from defendable_canonical.model import Finding, Status, Tier
 from defendable_referee.verdict import decide
 

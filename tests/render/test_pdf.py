@@ -10,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+
 from defendable_render.pdf import attachment_name, render_receipt_pdf
 from defendable_render.perf import SAMPLE_SIGNATURE, bench_render, sample_receipt
 

@@ -17,9 +17,10 @@ import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type informat
 import nats
 import pytest
 from botocore.config import Config
+from nats.js.api import StreamConfig
+
 from defendable_stack.process import become_subreaper, pid_alive, reap
 from defendable_stack.servers import NatsServer, PostgresServer, Stack, stack_from_env
-from nats.js.api import StreamConfig
 
 
 def unique(prefix: str) -> str:

@@ -13,9 +13,18 @@ Settlement policy (DESIGN.md §3):
 
 from __future__ import annotations
 
+import builtins
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from faststream.nats.subscriber.usecases import stream_pull_subscriber as _pull_module
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy as NatsAckPolicy
+from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
 
 from defendable_canonical.events import Command, Event, encode
 from defendable_canonical.subjects import (
@@ -29,14 +38,15 @@ from defendable_canonical.subjects import (
     event_subject,
     ingest_subject,
 )
-from faststream.nats import ConsumerConfig, JStream, NatsBroker
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy as NatsAckPolicy
-from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.client import JetStreamContext
-from nats.js.errors import BadRequestError
 
 log = logging.getLogger("defendable.messaging")
+
+# FastStream 0.7's pull loops suppress `nats.errors.TimeoutError`, but nats-py's
+# `fetch` raises the builtin `asyncio.TimeoutError` (its parent class) when a
+# pull expires empty. The loop then dies on every idle expiry and is restarted
+# by FastStream's supervisor, racing the next delivery. Catching the builtin
+# (which also catches nats' subclass) restores the intended loop.
+_pull_module.TimeoutError = builtins.TimeoutError  # type: ignore[misc,assignment]  # see the comment above
 
 MAX_ATTEMPTS = 10
 DUPLICATE_WINDOW_S = 120.0  # ≥ 2 min (DESIGN.md §3); databases enforce idempotency beyond it

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Literal
 
 import msgspec
+
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.events import (
     Approved,

@@ -19,6 +19,11 @@ from datetime import UTC, datetime
 
 import msgspec
 from asyncpg import Connection, Pool
+from faststream import AckPolicy, FastStream
+from faststream.nats import PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.aio.msg import Msg
+
 from defendable_canonical import jcs
 from defendable_canonical.events import (
     AnyCommand,
@@ -51,10 +56,6 @@ from defendable_runtime.messaging import (
 )
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore, evidence_key
-from faststream import AckPolicy, FastStream
-from faststream.nats import PullSub
-from faststream.nats.annotations import NatsMessage
-from nats.aio.msg import Msg
 
 from . import admission, store
 from .admission import Refusal

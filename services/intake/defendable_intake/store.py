@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import msgspec
 from asyncpg import Connection
+
 from defendable_canonical.model import EvidenceRef
 
 from .admission import RunState

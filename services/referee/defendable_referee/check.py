@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from defendable_canonical.model import EvidenceRef, Finding, Verdict
 
+from defendable_canonical.model import EvidenceRef, Finding, Verdict
 from defendable_referee.context import CheckContext
 from defendable_referee.rules import run_rules
 from defendable_referee.sheet import FlightSheet, LoadedSheet

@@ -18,7 +18,6 @@ from functools import cached_property
 from typing import Any
 
 from defendable_canonical.model import EvidenceRef
-
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import fixed, to_decimal

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 
 import jsonschema
-from defendable_canonical.model import Finding, Status, Tier
 
+from defendable_canonical.model import Finding, Status, Tier
 from defendable_referee.context import CheckContext
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression

@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import jsonschema
 import msgspec
+
 from defendable_canonical.digest import Digest, sha256_digest
 from defendable_canonical.jcs import canonicalize
 from defendable_canonical.model import FlightSheetRef, Lane, Tier
-
 from defendable_referee.errors import EvaluationError, FlightSheetInvalid
 from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
 from defendable_referee.evaluator import parse_expression

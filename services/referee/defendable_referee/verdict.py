@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from defendable_canonical.model import Action, Finding, RankedFlag, RiskBreakdown, Severity, Tier, Verdict
-
 from defendable_referee.numeric import CONTEXT, fixed, round_half_up
 
 _RANK: dict[Tier, int] = {"high": 0, "mid": 1, "low": 2}

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from defendable_canonical.model import ReceiptPayload, Signature
 from fpdf import FPDF
 from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import OutputProducer
 
+from defendable_canonical.model import ReceiptPayload, Signature
 from defendable_render.fontsource import FontSource
 from defendable_render.layout import ReceiptLayout
 

@@ -23,7 +23,6 @@ from defendable_canonical.model import (
     Tier,
     Verdict,
 )
-
 from defendable_render.pdf import render_receipt_pdf
 
 
