@@ -136,6 +136,22 @@ def up(base: Path, *, wait: bool, servers_only: bool, timeout: float) -> int:
     return 0
 
 
+def demo(base: Path) -> int:
+    """Bring the stack up (or find it up and ready), then push one real run through it."""
+    from defendable_stack.demo import run_demo  # imports the services' client code: only when asked
+
+    state_path = base / "state.json"
+    was_up = state_path.exists()
+    code = up(base, wait=True, servers_only=False, timeout=READY_TIMEOUT_S)
+    if code == 0 and was_up:  # found running: still make sure it is ready
+        code = wait_ready(json.loads(state_path.read_text()), READY_TIMEOUT_S)
+    if code != 0:
+        return code
+    code = run_demo(base, state_path)
+    print("The stack stays up: `make down` stops it.")
+    return code
+
+
 def external(stack: Stack) -> dict[str, str]:
     ours = {server.url for server in stack.servers}
     urls = {"nats": stack.nats_url, "postgres": stack.database_url, "s3": stack.s3_endpoint_url}
@@ -264,11 +280,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     down_parser = commands.add_parser("down", help="stop everything 'up' started")
     down_parser.add_argument("--purge", action="store_true", help="also delete the data directories")
     commands.add_parser("status", help="show each process and whether it is alive")
+    commands.add_parser("demo", help="start the stack if needed and push one real run through it")
     args = parser.parse_args(argv)
     base: Path = (args.dir or default_dir()).resolve()
     try:
         if args.command == "up":
             return up(base, wait=args.wait, servers_only=args.servers_only, timeout=args.timeout)
+        if args.command == "demo":
+            return demo(base)
         if args.command == "down":
             return down(base, purge=args.purge)
         return status(base)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
+import mimetypes
 import time
 from typing import Any
 
 import httpx
 
-DONE = ("minted", "rendered")
+# The gateway's stage ranks (a run's stage only moves forward).
+STAGE_RANK = {
+    "requested": 0,
+    "created": 1,
+    "submitted": 2,
+    "checked": 3,
+    "approved": 4,
+    "rejected": 4,
+    "minted": 5,
+    "rendered": 6,
+    "refused": 7,
+}
 
 
 class ApiError(Exception):
@@ -56,9 +67,9 @@ class Client:
         return run_id
 
     async def add_file(
-        self, run_id: str, name: str, data: bytes, media_type: str = "application/octet-stream",
-        sha256: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+        self, run_id: str, name: str, data: bytes, media_type: str | None = None, sha256: str | None = None
+    ) -> dict[str, Any]:
+        media_type = media_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
         fields = {"sha256": sha256} if sha256 else None
         result: dict[str, Any] = await self._call(
             "POST", f"/runs/{run_id}/evidence", files={"file": (name, data, media_type)}, data=fields
@@ -90,17 +101,19 @@ class Client:
         return result
 
     async def wait_for(self, run_id: str, stages: tuple[str, ...], timeout: float = 60.0) -> dict[str, Any]:
-        """Poll until the run reaches one of `stages` (or any later terminal stage)."""
+        """Long-poll until the run reaches one of `stages` (or passes them); refused or rejected ends it."""
+        target = min(stages, key=lambda stage: STAGE_RANK[stage])
         deadline = time.monotonic() + timeout
-        delay = 0.02
         while True:
-            run = await self.run(run_id)
-            if run["stage"] in stages:
+            left = min(deadline - time.monotonic(), 25.0)
+            run: dict[str, Any] = await self._call(
+                "GET", f"/runs/{run_id}", params={"until": target, "timeout": max(left, 0.1)}
+            )
+            stage = run["stage"]
+            if stage in stages or (STAGE_RANK[stage] > STAGE_RANK[target] and stage not in ("rejected", "refused")):
                 return run
-            if run["stage"] == "refused" or time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} is {run['stage']}, waited for {stages}: {run.get('refusals')}")
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
+            if stage in ("refused", "rejected") or time.monotonic() >= deadline:
+                raise TimeoutError(f"run {run_id} is {stage}, waited for {stages}: {run.get('refusals')}")
 
     async def receipt(self, run_id: str) -> tuple[int, Any]:
         response = await self._http.post(f"{self.base_url}/runs/{run_id}/receipt", headers=self._headers)

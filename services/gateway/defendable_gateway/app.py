@@ -37,6 +37,7 @@ from defendable_runtime.settings import Settings, from_env
 from defendable_runtime.storage import BlobStore
 
 from . import routes, store
+from .waiters import waiters
 
 log = logging.getLogger("defendable.gateway")
 SERVICE = "gateway"
@@ -81,6 +82,7 @@ async def on_run_events(msg: NatsMessage) -> None:
         async with routes.holder.res.pool.acquire() as conn, conn.transaction():
             for _, event in good:
                 await store.apply_event(conn, event)
+        waiters.notify({(event.org_id, event.run_id) for _, event in good})
 
     if good:
         await settle(broker, SERVICE, [raw for raw, _ in good], apply, infra_errors=db.INFRA_ERRORS)

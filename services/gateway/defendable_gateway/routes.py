@@ -44,6 +44,7 @@ from .schemas import (
     ShareLink,
 )
 from .uploads import MultipartFile, UploadError
+from .waiters import MAX_WAIT_S, RECHECK_S, waiters
 
 MAX_SUBMISSION_BYTES = 256 * 1024
 MAX_NOTE_BYTES = 80 * 1024
@@ -373,9 +374,16 @@ def raw_or_none(data: bytes | None) -> msgspec.Raw | None:
 
 
 @get("/runs/{run_id:str}", summary="A run and everything known about it", guards=[require_key])
-async def get_run(request: Request[Any, Any, Any], run_id: str) -> dict[str, Any]:
+async def get_run(
+    request: Request[Any, Any, Any],
+    run_id: str,
+    until: str | None = Parameter(default=None, description="long-poll: answer once the run reaches this stage"),
+    timeout: float = Parameter(default=10.0, gt=0, le=MAX_WAIT_S, description="long-poll limit in seconds"),
+) -> dict[str, Any]:
     principal = principal_of(request)
     run = await own_run(principal, run_id)
+    if until is not None:
+        run = await wait_for_stage(principal, run, until, timeout)
     receipt = None
     if run["receipt_hash"]:
         row = await store.get_receipt(holder.res.pool, run["receipt_hash"])
@@ -395,6 +403,23 @@ async def get_run(request: Request[Any, Any, Any], run_id: str) -> dict[str, Any
         "receipt": receipt,
         "refusals": [msgspec.Raw(bytes(r)) for r in run["refusals"]],
     }
+
+
+async def wait_for_stage(principal: Principal, run: dict[str, Any], until: str, timeout: float) -> dict[str, Any]:
+    """Hold the request until the run reaches `until` (or a terminal stage), at most `timeout` seconds."""
+    if until not in store.STAGES:
+        raise problem(400, f"until must be one of {', '.join(store.STAGES)}")
+    if waiters.full():
+        raise problem(503, "too many requests are waiting; poll without `until` or retry shortly")
+    deadline = time.monotonic() + timeout
+    target = store.STAGES[until]
+    while run["stage_rank"] < target and run["stage"] not in ("rejected", "refused"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        await waiters.wait(principal.org_id, run["run_id"], min(left, RECHECK_S))
+        run = await own_run(principal, run["run_id"])
+    return run
 
 
 @get("/runs", summary="List runs, newest first, with cursor paging", guards=[require_key])

@@ -1,0 +1,1 @@
+"""`make bench`: the product's figures, each beside the raw baseline that bounds it."""

@@ -1,0 +1,138 @@
+"""`python -m bench [--quick]`: measure, then write bench/results/latest.json.
+
+Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
+2. a fresh stack (servers + five services) on free ports; 3. raw baselines
+on those servers; 4. ledger mints/s for one org; 5. sustained full runs/s and
+approve→minted latency; 6. the JSON, with the targets beside the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from defendable_stack.process import free_port, spawn
+from defendable_stack.servers import start_stack
+
+from .baselines import baselines
+from .micro import micro
+from .pipeline import full_runs, ledger_mints
+
+SERVICES = ("gateway", "intake", "referee", "ledger", "render")
+TARGETS = {
+    "full_runs_per_s": 150,
+    "ledger_mints_per_s": 10_000,
+    "chain_verify_receipts_per_s": 500_000,
+    "render_pdfs_per_s": 50,
+}
+RESULTS = Path(__file__).parent / "results"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def wait_ready(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("gateway not ready")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    args = parser.parse_args()
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    print("bench: in-process figures (canonical, chain, render)", flush=True)
+    figures: dict[str, Any] = {"micro": micro(args.quick)}
+
+    base = Path(tempfile.mkdtemp(prefix="defendable-bench-"))
+    stack = start_stack(base)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, **stack.env(), "GATEWAY_PORT": str(port), "PUBLIC_BASE_URL": url}
+
+        def start(name: str) -> None:
+            procs[name] = spawn([sys.executable, "-m", f"defendable_{name}"], base / "logs" / f"{name}.log", env=env)
+
+        def stop(name: str) -> None:
+            procs[name].terminate()
+            procs[name].wait(30)
+
+        for name in SERVICES:
+            start(name)
+        wait_ready(url)
+        time.sleep(1.0)  # let every consumer attach
+        print("bench: raw baselines on the same servers", flush=True)
+        figures["baselines"] = asyncio.run(baselines(stack.env(), url, args.quick))
+        print("bench: ledger mints/s for one org", flush=True)
+        figures["ledger"] = asyncio.run(
+            ledger_mints(stack.env(), 4_000 if args.quick else 20_000, lambda: stop("ledger"), lambda: start("ledger"))
+        )
+        print("bench: sustained full runs", flush=True)
+        figures["pipeline"] = asyncio.run(full_runs(stack.env(), url, 100 if args.quick else 600, 48))
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        stack.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+    reached = {
+        "full_runs_per_s": figures["pipeline"]["full_runs_per_s"],
+        "ledger_mints_per_s": figures["ledger"]["mints_per_s"],
+        "chain_verify_receipts_per_s": max(
+            v for k, v in figures["micro"]["chain_verify"].items() if "raw" not in k and "sha" not in k
+        ),
+        "render_pdfs_per_s": figures["micro"]["render_pdfs_per_s"],
+    }
+    result = {
+        "started_at": started,
+        "quick": args.quick,
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
+        "targets": TARGETS,
+        "reached": reached,
+        "ratio_to_target": {k: reached[k] / TARGETS[k] for k in TARGETS},
+        **figures,
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({"reached": reached, "targets": TARGETS}, indent=2))
+    print(f"bench: wrote {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
