@@ -7,7 +7,7 @@ import re
 import msgspec
 import pytest
 
-from defendable_canonical.chain import verify_chain, verify_links
+from defendable_canonical.chain import ChainReport, ChainVerifier, verify_chain, verify_links
 from defendable_canonical.digest import GENESIS_HASH, sha256_digest
 from defendable_canonical.model import ChainLink, StoredReceipt
 from defendable_canonical.perf import sample_chain, typical_body, typical_payload
@@ -208,3 +208,74 @@ def test_payload_with_an_integer_beyond_ijson_is_named_in_strict_mode(chain50: l
     [strict, lax] = both_modes([restored(chain50[0], data)])
     assert strict is not None and "9007199254740993 is outside" in strict
     assert lax is None
+
+
+# ---------------------------------------------------------------- incremental verification
+
+
+def fed_in_chunks(receipts: list[StoredReceipt], size: int, *, strict: bool = True) -> ChainReport:
+    verifier = ChainVerifier(strict_canonical=strict)
+    for start in range(0, len(receipts), size):
+        verifier.feed(receipts[start : start + size])
+    return verifier.report()
+
+
+def broken_variants(chain: list[StoredReceipt]) -> dict[str, list[StoredReceipt]]:
+    """One break of each kind, placed on and around chunk boundaries (chunk sizes 1, 7, 10, 25)."""
+    other = payload_bytes(msgspec.structs.replace(decode_payload(bytes(chain[10].payload)), org_id="org_other"))
+    tampered = bytearray(chain[20].payload)
+    tampered[tampered.index(b"checkout")] = ord("C")
+    fork_payload = payload_bytes(build_payload(typical_body(99), 22, chain[19].receipt_hash, "2026-01-02T03:04:06Z"))
+    fork = StoredReceipt(
+        seq=22, receipt_hash=receipt_hash(fork_payload), parent_hash=chain[19].receipt_hash,
+        payload=msgspec.Raw(fork_payload),
+    )  # fmt: skip
+    pretty = msgspec.json.format(bytes(chain[6].payload), indent=1)
+    return {
+        "good": chain,
+        "empty": [],
+        "other org at seq 11": [*chain[:10], restored(chain[10], other), *chain[11:]],
+        "tampered seq 21": [*chain[:20], msgspec.structs.replace(chain[20], payload=msgspec.Raw(bytes(tampered)))],
+        "fork at seq 22": [*chain[:21], fork, *chain[22:]],
+        "gap after seq 25": [*chain[:25], *chain[26:]],
+        "non-canonical seq 7": [*chain[:6], restored(chain[6], pretty), *chain[7:]],
+        "not starting at 1": chain[1:],
+    }
+
+
+@pytest.mark.parametrize("size", [1, 7, 10, 25, 50])
+def test_feeding_chunks_reports_exactly_what_verify_chain_reports(chain50: list[StoredReceipt], size: int) -> None:
+    for name, receipts in broken_variants(chain50).items():
+        for strict in (True, False):
+            assert fed_in_chunks(receipts, size, strict=strict) == verify_chain(receipts, strict_canonical=strict), name
+
+
+def test_a_bad_link_at_a_chunk_boundary_is_named_and_later_chunks_are_only_counted(
+    chain50: list[StoredReceipt],
+) -> None:
+    receipts = broken_variants(chain50)["fork at seq 22"]
+    verifier = ChainVerifier()
+    assert verifier.feed(receipts[:21]) is None  # seq 22, the fork, opens the next chunk
+    bad = verifier.feed(receipts[21:30])
+    assert bad is not None and bad.seq == 22 and bad.reason.endswith("(it forks from seq 20)")
+    assert verifier.feed(receipts[30:]) == bad
+    report = verifier.report()
+    assert (report.ok, report.length, report.head, report.first_bad) == (False, 50, chain50[20].receipt_hash, bad)
+
+
+def test_chains_longer_than_one_batch_verify_and_name_breaks_in_later_batches() -> None:
+    chain = sample_chain(2100)
+    assert verify_chain(chain).head == chain[-1].receipt_hash
+    assert verify_chain(chain, strict_canonical=False).ok
+    for index in (1023, 1024, 2099):  # last of a batch, first of the next, very last
+        payload = decode_payload(bytes(chain[index].payload))
+        lying = restored(chain[index], payload_bytes(msgspec.structs.replace(payload, seq=index + 5)))
+        receipts = [*chain[:index], lying, *chain[index + 1 :]]
+        for strict in (True, False):
+            report = verify_chain(receipts, strict_canonical=strict)
+            assert report.first_bad is not None
+            assert report.first_bad.reason == f"seq {index + 1}: payload says seq {index + 5}"
+            assert (report.length, report.head) == (2100, chain[index - 1].receipt_hash)
+    fork = [*chain[:1500], msgspec.structs.replace(chain[1500], parent_hash=chain[3].receipt_hash), *chain[1501:]]
+    report = verify_chain(fork, strict_canonical=False)
+    assert report.first_bad is not None and report.first_bad.reason.endswith("(it forks from seq 4)")

@@ -29,9 +29,8 @@ from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
-from defendable_canonical.chain import verify_chain
+from defendable_canonical.chain import ChainVerifier
 from defendable_canonical.events import Approved, Minted, event_decoder
-from defendable_canonical.model import StoredReceipt
 from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
@@ -182,8 +181,9 @@ async def on_verify(msg: NatsMessage) -> bytes:
         request = msgspec.json.decode(msg.body, type=VerifyRequest)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         return msgspec.json.encode({"error": f"bad verify request: {exc}"})
-    receipts: list[StoredReceipt] = []
+    # Chunked: a long chain is verified without holding it in memory, on one snapshot.
+    verifier = ChainVerifier()
     async with res.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         async for chunk in store.stream_chain(conn, request.org_id):
-            receipts += chunk
-    return msgspec.json.encode(verify_chain(receipts))
+            verifier.feed(chunk)
+    return msgspec.json.encode(verifier.report())
