@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from defendable_render.pdf import attachment_name, render_receipt_pdf
+from defendable_render.pdf import _PROGRAMS, attachment_name, render_receipt_pdf
 from defendable_render.perf import SAMPLE_SIGNATURE, bench_render, sample_receipt
 
 APPROVER = "Zoë Ångström-Łukasiewicz"
@@ -65,6 +65,24 @@ def test_reused_fonts_give_the_same_bytes_as_freshly_parsed_fonts() -> None:
         reused = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
         fresh = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE, reuse_fonts=False)
         assert reused == fresh, f"seq {seq}"
+
+
+def test_cached_font_programs_give_the_same_bytes_as_a_cold_cache() -> None:
+    data, digest = sample_receipt(seq=5, approver="Ξένια Щукина")
+    warm = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    warm_again = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    _PROGRAMS.clear()
+    cold = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    assert warm == warm_again == cold
+
+
+def test_text_the_fonts_lack_still_renders_like_fpdf2_does() -> None:
+    # DejaVu has no CJK: fpdf2 warns and drops the glyph; the reused-font path must match it.
+    data, digest = sample_receipt(approver="山田 Ωmega")
+    assert render_receipt_pdf(data, digest) == render_receipt_pdf(data, digest, reuse_fonts=False)
+    # ...and the next document, with every glyph present, is back on the cached path.
+    data, digest = sample_receipt(seq=7)
+    assert render_receipt_pdf(data, digest) == render_receipt_pdf(data, digest, reuse_fonts=False)
 
 
 def test_different_receipts_render_to_different_bytes() -> None:
