@@ -64,6 +64,7 @@ log = logging.getLogger("defendable.intake")
 SERVICE = "intake"
 ORDERING_RETRIES = 5  # a command may overtake its run's creation on redelivery; wait before refusing
 EVIDENCE_WAIT_RETRIES = 30  # a submission waits this many deliveries (~1.5 min) for its declared evidence
+VERDICT_WAIT_RETRIES = 30  # a decision waits this many deliveries (~1.5 min) for the verdict it was made on
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -182,6 +183,7 @@ async def admit(raw: Msg, command: AnyCommand) -> None:
                     await require_declared_evidence(conn, command, evidence, attempts(raw))
                     events = [admission.submit(command, run, canonical, evidence, now)]
                 case Decide():
+                    require_verdict(command, run, attempts(raw))
                     evidence = await store.list_evidence(conn, command.org_id, command.run_id)
                     events = [admission.decide(command, run, evidence, now)]
         except Refusal as refusal:
@@ -225,6 +227,18 @@ async def require_declared_evidence(
     if delivery < EVIDENCE_WAIT_RETRIES:
         raise Transient(f"submission waits for evidence {', '.join(missing)}")
     raise Refusal(f"evidence {', '.join(missing)} never arrived; the submission was not admitted")
+
+
+def require_verdict(command: Decide, run: admission.RunState | None, delivery: int) -> None:
+    """A decision made on a verdict waits until intake has recorded that verdict too.
+
+    The gateway accepts a decision once its read model shows the run checked;
+    intake learns of the same Checked event through its own consumer
+    (`on_checked`), which may lag behind the gateway's — more so while it
+    catches up after an outage. Refusing then would drop an accepted approval.
+    """
+    if run is not None and run.status == "submitted" and delivery < VERDICT_WAIT_RETRIES:
+        raise Transient(f"decision on run {command.run_id} waits for its verdict")
 
 
 def canonical_submission(command: Submit) -> bytes:
