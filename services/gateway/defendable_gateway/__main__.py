@@ -12,4 +12,5 @@ uvicorn.run(
     port=int(os.environ.get("GATEWAY_PORT", "8700")),
     log_level="warning",
     access_log=False,
+    timeout_keep_alive=75,  # longer than clients keep idle connections, so a reused one is never half-closed
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import unicodedata
 
 import msgspec
 
@@ -29,7 +30,9 @@ class CreatedOrg(msgspec.Struct, frozen=True):
 
 
 def org_id_for(name: str) -> str:
-    slug = _SLUG.sub("-", name.lower()).strip("-")[:40] or "org"
+    """A readable, subject-safe id: "Ørsted Ünïcode" → "rsted-unicode-1a2b3c4d" (ASCII folding, then a random tail)."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = _SLUG.sub("-", ascii_name.lower()).strip("-")[:40] or "org"
     return f"{slug}-{secrets.token_hex(4)}"
 
 

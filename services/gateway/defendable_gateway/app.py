@@ -16,6 +16,7 @@ from faststream import AckPolicy
 from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from litestar import Litestar, Request, Response, get
+from litestar.exceptions import HTTPException, SerializationException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsException, ProblemDetailsPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
@@ -142,6 +143,18 @@ def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[
     )
 
 
+def client_problem(exc: HTTPException) -> ProblemDetailsException:
+    """Litestar's own 4xx (body decoding, validation, size limits) with a `detail` that says what to fix.
+
+    The stock conversion puts the message in `title` and leaves `detail` as the bare
+    status phrase ("Bad Request"), which tells a caller nothing.
+    """
+    detail = exc.detail
+    if isinstance(exc.__cause__, SerializationException):
+        detail = f"the request body is not valid JSON ({exc.detail}); send one JSON object"
+    return ProblemDetailsException(status_code=exc.status_code, detail=detail, extra=exc.extra, headers=exc.headers)
+
+
 class MetricsController(PrometheusController):
     path = "/metrics"
 
@@ -166,7 +179,14 @@ def create_app(cfg: Settings | None = None) -> Litestar:
             MetricsController,
         ],
         lifespan=[lifespan],
-        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    enable_for_all_http_exceptions=True,
+                    exception_to_problem_detail_map={HTTPException: client_problem},
+                )
+            )
+        ],
         middleware=[prometheus.middleware],
         exception_handlers={Exception: internal_error},
         openapi_config=OpenAPIConfig(title="Defendable", version="0.1.0", path="/schema"),

@@ -279,7 +279,7 @@ async def _one(data: bytes) -> Any:
 @post(
     "/runs/{run_id:str}/submission",
     status_code=202,
-    request_max_body_size=MAX_SUBMISSION_BYTES,
+    request_max_body_size=None,  # bounded by read_bounded, whose 413 names the limit
     summary="Submit",
     guards=[require_key],
     opt={"role": "submitter"},
@@ -288,9 +288,7 @@ async def submit(request: Request[Any, Any, Any], run_id: str) -> Accepted:
     principal = principal_of(request)
     run = await own_run(principal, run_id)
     require_open(run, "a submission")
-    body = await request.body()
-    if len(body) > MAX_SUBMISSION_BYTES:
-        raise problem(413, f"a submission may be at most {MAX_SUBMISSION_BYTES} bytes")
+    body = await read_bounded(request, MAX_SUBMISSION_BYTES, "a submission")
     try:
         value = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
@@ -310,6 +308,20 @@ async def submit(request: Request[Any, Any, Any], run_id: str) -> Accepted:
         )
     )
     return Accepted(run_id=run_id, status="submitting")
+
+
+async def read_bounded(request: Request[Any, Any, Any], limit: int, what: str) -> bytes:
+    """The whole body, refused with a 413 that names the limit as soon as it passes `limit` bytes."""
+    too_large = problem(413, f"{what} may be at most {limit} bytes; this request is larger")
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
 
 
 async def decide(request: Request[Any, Any, Any], run_id: str, data: DecisionRequest | None, decision: str) -> Accepted:
@@ -433,10 +445,13 @@ async def list_runs(
     principal = principal_of(request)
     if status is not None and status not in store.STAGES:
         raise problem(400, f"status must be one of {', '.join(store.STAGES)}")
-    after: tuple[str, str] | None = None
+    after: tuple[datetime, str] | None = None
     if cursor:
         try:
-            created_at, run_id = msgspec.json.decode(base64.urlsafe_b64decode(cursor.encode()), type=tuple[str, str])
+            # asyncpg binds timestamptz only from a datetime, so decode the cursor's time into one here.
+            created_at, run_id = msgspec.json.decode(
+                base64.urlsafe_b64decode(cursor.encode()), type=tuple[datetime, str]
+            )
             after = (created_at, run_id)
         except Exception as exc:
             raise problem(400, "cursor is not one this API issued; pass next_cursor back unchanged") from exc

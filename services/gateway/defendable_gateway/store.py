@@ -9,6 +9,7 @@ so a redelivered or reordered event cannot move a run backwards.
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -199,7 +200,7 @@ def encode_cursor(created_at: Any, run_id: str) -> str:
 
 
 async def list_runs(
-    pool: Pool, org_id: str, project: str | None, stage: str | None, cursor: tuple[str, str] | None, limit: int
+    pool: Pool, org_id: str, project: str | None, stage: str | None, cursor: tuple[datetime, str] | None, limit: int
 ) -> list[dict[str, Any]]:
     clauses = ["org_id = $1"]
     args: list[Any] = [org_id]
