@@ -34,7 +34,9 @@ class Client:
     def __init__(self, base_url: str, key: str, *, http: httpx.AsyncClient | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {key}"}
-        self._http = http or httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200))
+        self._http = http or httpx.AsyncClient(
+            timeout=30.0, limits=httpx.Limits(max_connections=200, keepalive_expiry=30.0)
+        )
         self._own = http is None
 
     async def aclose(self) -> None:

@@ -18,6 +18,7 @@ INFRA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.InternalClientError,  # seen when a connection dies mid-operation during a PostgreSQL crash
     ConnectionError,
 )
 

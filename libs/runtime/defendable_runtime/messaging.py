@@ -13,7 +13,9 @@ Settlement policy (DESIGN.md §3):
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -48,7 +50,8 @@ log = logging.getLogger("defendable.messaging")
 # (which also catches nats' subclass) restores the intended loop.
 _pull_module.TimeoutError = builtins.TimeoutError  # type: ignore[misc,assignment]  # see the comment above
 
-MAX_ATTEMPTS = 10
+MAX_ATTEMPTS = 10  # failures of our own code per message (in this process), not deliveries
+INLINE_OUTAGE_WAIT_S = 20.0  # wait out a dependency outage in place before handing a message back
 DUPLICATE_WINDOW_S = 120.0  # ≥ 2 min (DESIGN.md §3); databases enforce idempotency beyond it
 MAX_MESSAGE_BYTES = 1024 * 1024
 
@@ -178,31 +181,71 @@ async def settle(
     """Run `work` for these messages, then ack, retry or dead-letter them (see module doc).
 
     True when the messages are settled for good (acked or dead-lettered), False
-    when they were handed back for a retry.
+    when they were handed back for a retry. A dependency outage is first waited
+    out here (extending the ack deadline) so that it does not burn deliveries,
+    which other rules count; failures of our own code are counted per message
+    in this process, so an outage never pushes a message towards the dead letters.
     """
-    try:
-        await work()
-    except Poison as exc:
-        for raw in raws:
-            await dead_letter(broker, service, raw, str(exc))
-            await raw.term()
-        return True
-    except (TimeoutError, Transient, OSError, *infra_errors) as exc:
-        log.warning("%s: dependency unavailable, will retry: %r", service, exc)
-        await retry_later(raws)
-        return False
-    except Exception as exc:
-        log.exception("%s: handler failed", service)
-        if all(attempts(raw) >= MAX_ATTEMPTS for raw in raws):
+    infra = (TimeoutError, OSError, *infra_errors)
+    waited = 0.0
+    while True:
+        try:
+            await work()
+        except Poison as exc:
             for raw in raws:
-                await dead_letter(broker, service, raw, f"failed {MAX_ATTEMPTS} times: {exc!r}")
+                await dead_letter(broker, service, raw, str(exc))
                 await raw.term()
             return True
-        await retry_later(raws)
-        return False
-    for raw in raws:
-        await raw.ack()
-    return True
+        except Transient as exc:
+            log.info("%s: not yet, will retry: %s", service, exc)
+            await retry_later(raws)
+            return False
+        except infra as exc:
+            if waited >= INLINE_OUTAGE_WAIT_S:
+                log.warning("%s: dependency still unavailable, handing back for redelivery: %r", service, exc)
+                await retry_later(raws)
+                return False
+            log.warning("%s: dependency unavailable, retrying: %r", service, exc)
+            pause = min(0.25 * 2 ** min(int(waited), 4), 2.0)
+            await asyncio.sleep(pause)
+            waited += pause
+            for raw in raws:
+                with contextlib.suppress(Exception):  # NATS itself may be the outage
+                    await raw.in_progress()
+            continue
+        except Exception as exc:
+            log.exception("%s: handler failed", service)
+            counts = [_count_failure(raw) for raw in raws]
+            if all(count >= MAX_ATTEMPTS for count in counts):
+                for raw in raws:
+                    await dead_letter(broker, service, raw, f"failed {MAX_ATTEMPTS} times: {exc!r}")
+                    await raw.term()
+                    _failures.pop(_message_key(raw), None)
+                return True
+            await retry_later(raws)
+            return False
+        for raw in raws:
+            await raw.ack()
+            _failures.pop(_message_key(raw), None)
+        return True
+
+
+_failures: dict[tuple[str, int], int] = {}
+
+
+def _message_key(raw: Msg) -> tuple[str, int]:
+    try:
+        return (raw.metadata.stream, int(raw.metadata.sequence.stream))
+    except Exception:
+        return (raw.subject, id(raw))
+
+
+def _count_failure(raw: Msg) -> int:
+    if len(_failures) > 100_000:  # bounded: forget (and so retry longer) rather than grow
+        _failures.clear()
+    key = _message_key(raw)
+    _failures[key] = _failures.get(key, 0) + 1
+    return _failures[key]
 
 
 async def retry_later(raws: list[Msg]) -> None:
