@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from defendable_stack.process import free_port, spawn
 from defendable_stack.servers import start_stack
@@ -49,6 +50,19 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor()
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User+system CPU of each process and its children (PostgreSQL backends), plus this client."""
+    out: dict[str, float] = {}
+    for name, pid in {**pids, "bench client (httpx)": os.getpid()}.items():
+        try:
+            root = psutil.Process(pid)
+            family = [root, *root.children(recursive=True)] if name != "bench client (httpx)" else [root]
+            out[name] = sum(p.cpu_times().user + p.cpu_times().system for p in family)
+        except psutil.Error:
+            out[name] = 0.0
+    return out
 
 
 def wait_ready(url: str, timeout: float = 60.0) -> None:
@@ -97,7 +111,15 @@ def main() -> int:
             ledger_mints(stack.env(), 4_000 if args.quick else 20_000, lambda: stop("ledger"), lambda: start("ledger"))
         )
         print("bench: sustained full runs", flush=True)
-        figures["pipeline"] = asyncio.run(full_runs(stack.env(), url, 100 if args.quick else 600, 48))
+        pids = {name: proc.pid for name, proc in procs.items()} | {s.name: s.pid for s in stack.servers}
+        before = cpu_seconds(pids)
+        runs = 100 if args.quick else 600
+        figures["pipeline"] = asyncio.run(full_runs(stack.env(), url, runs, 48))
+        after = cpu_seconds(pids)
+        # What bounds throughput: CPU milliseconds each part spends per full run (all on one 2-core box).
+        figures["pipeline"]["cpu_ms_per_run"] = {
+            name: round(1000 * (after[name] - before.get(name, 0.0)) / runs, 2) for name in after
+        }
     finally:
         for proc in procs.values():
             if proc.poll() is None:
