@@ -308,7 +308,7 @@ class PostgresServer(Server):
 
 
 async def _pg_probe(dsn: str) -> None:
-    import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+    import asyncpg
 
     conn = await asyncpg.connect(dsn, timeout=2)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 
@@ -46,7 +47,8 @@ async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_
     assert all_passed(checks), checks
     assert {c.name: c.outcome for c in checks}["chain links"] == "PASS"
 
-    cli = subprocess.run(
+    cli = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "defendable_cli.main", "verify", "--share", receipt["links"]["share"]],
         capture_output=True,
         text=True,

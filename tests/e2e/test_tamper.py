@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncpg  # type: ignore[import-untyped]  # the package ships no type information
+import asyncpg
 import msgspec
 
 from defendable_canonical import jcs

@@ -12,7 +12,7 @@ import os
 import secrets
 from collections.abc import AsyncIterator
 
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import asyncpg
 import msgspec
 import pytest
 

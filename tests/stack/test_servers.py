@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aioboto3
-import asyncpg  # type: ignore[import-untyped]  # asyncpg ships no type information
+import asyncpg
 import nats
 import pytest
 from botocore.config import Config

@@ -102,7 +102,8 @@ class Client:
         result: dict[str, Any] = await self._call("GET", f"/runs/{run_id}")
         return result
 
-    async def wait_for(self, run_id: str, stages: tuple[str, ...], timeout: float = 60.0) -> dict[str, Any]:
+    # `timeout` bounds a series of HTTP long-polls (each one a server-side wait), not one awaitable.
+    async def wait_for(self, run_id: str, stages: tuple[str, ...], timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109
         """Long-poll until the run reaches one of `stages` (or passes them); refused or rejected ends it."""
         target = min(stages, key=lambda stage: STAGE_RANK[stage])
         deadline = time.monotonic() + timeout

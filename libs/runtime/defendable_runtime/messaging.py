@@ -18,9 +18,11 @@ import builtins
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from faststream import Context
 from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from faststream.nats.message import NatsBatchMessage as _NatsBatchMessage
 from faststream.nats.subscriber.usecases import stream_pull_subscriber as _pull_module
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as NatsAckPolicy
@@ -43,12 +45,16 @@ from defendable_canonical.subjects import (
 
 log = logging.getLogger("defendable.messaging")
 
+# What a batch subscriber (`PullSub(batch=True)`) receives: its `raw_message` is
+# the list of NATS messages, which FastStream's `NatsMessage` alias types as one.
+NatsBatchMessage = Annotated[_NatsBatchMessage, Context("message")]
+
 # FastStream 0.7's pull loops suppress `nats.errors.TimeoutError`, but nats-py's
 # `fetch` raises the builtin `asyncio.TimeoutError` (its parent class) when a
 # pull expires empty. The loop then dies on every idle expiry and is restarted
 # by FastStream's supervisor, racing the next delivery. Catching the builtin
 # (which also catches nats' subclass) restores the intended loop.
-_pull_module.TimeoutError = builtins.TimeoutError  # type: ignore[misc,assignment]  # see the comment above
+_pull_module.TimeoutError = builtins.TimeoutError  # type: ignore[attr-defined,assignment]  # see the comment above
 
 MAX_ATTEMPTS = 10  # failures of our own code per message (in this process), not deliveries
 INLINE_OUTAGE_WAIT_S = 20.0  # wait out a dependency outage in place before handing a message back
@@ -99,7 +105,7 @@ def make_broker(nats_url: str) -> NatsBroker:
     return NatsBroker(
         nats_url,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, but nats-py sleeps on it: a float works
         logger=logging.getLogger("defendable.broker"),
         log_level=logging.DEBUG,
     )
@@ -117,7 +123,7 @@ def consumer(durable: str, max_ack_pending: int = 4096) -> ConsumerConfig:
 
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:
-    js = broker.config.connection_state.stream
+    js: JetStreamContext | None = broker.config.connection_state.stream
     assert js is not None, "broker is not connected"
     return js
 
@@ -186,7 +192,7 @@ async def settle(
     which other rules count; failures of our own code are counted per message
     in this process, so an outage never pushes a message towards the dead letters.
     """
-    infra = (TimeoutError, OSError, *infra_errors)
+    infra: tuple[type[BaseException], ...] = (TimeoutError, OSError, *infra_errors)
     waited = 0.0
     while True:
         try:

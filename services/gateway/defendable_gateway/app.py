@@ -14,7 +14,6 @@ from typing import Any
 import msgspec
 from faststream import AckPolicy
 from faststream.nats import PullSub
-from faststream.nats.annotations import NatsMessage
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, SerializationException
 from litestar.openapi.config import OpenAPIConfig
@@ -27,6 +26,7 @@ from defendable_canonical.events import AnyEvent, Command, event_decoder
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
+    NatsBatchMessage,
     consumer,
     dead_letter,
     ensure_streams,
@@ -51,7 +51,8 @@ class NatsBus:
     async def command(self, command: Command) -> None:
         await publish_command(broker, command)
 
-    async def ask(self, subject: str, body: bytes, timeout: float) -> bytes:
+    # `timeout` is the NATS request-reply timeout, handed to the broker (see `Bus`).
+    async def ask(self, subject: str, body: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
         """Request-reply to the owning service; no responder or no answer is a TimeoutError."""
         try:
             reply = await broker.request(body, subject, timeout=timeout)
@@ -69,7 +70,7 @@ class NatsBus:
     pull_sub=PullSub(batch_size=500, timeout=0.02, batch=True),
     ack_policy=AckPolicy.MANUAL,
 )
-async def on_run_events(msg: NatsMessage) -> None:
+async def on_run_events(msg: NatsBatchMessage) -> None:
     """Fold events into the read model, a batch per transaction."""
     good: list[tuple[Msg, AnyEvent]] = []
     for raw in list(msg.raw_message):

@@ -12,7 +12,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import msgspec
 from asyncpg import Pool, UniqueViolationError
@@ -57,7 +57,8 @@ _SHA_HEX = re.compile(r"(sha256:)?[0-9a-f]{64}")
 
 class Bus(Protocol):
     async def command(self, command: Command) -> None: ...
-    async def ask(self, subject: str, body: bytes, timeout: float) -> bytes: ...
+    # `timeout` is the NATS request-reply timeout, which a reply-less service turns into a TimeoutError.
+    async def ask(self, subject: str, body: bytes, timeout: float) -> bytes: ...  # noqa: ASYNC109
 
 
 @dataclass
@@ -129,7 +130,17 @@ async def own_run(principal: Principal, run_id: str) -> dict[str, Any]:
     return run
 
 
-def command_base(principal: Principal, run_id: str) -> dict[str, str]:
+class CommandBase(TypedDict):
+    """The fields every command carries (see `Command`)."""
+
+    command_id: str
+    org_id: str
+    run_id: str
+    issued_at: str
+    actor: str
+
+
+def command_base(principal: Principal, run_id: str) -> CommandBase:
     return {
         "command_id": "cmd_" + secrets.token_hex(16),
         "org_id": principal.org_id,
@@ -390,7 +401,8 @@ async def get_run(
     request: Request[Any, Any, Any],
     run_id: str,
     until: str | None = Parameter(default=None, description="long-poll: answer once the run reaches this stage"),
-    timeout: float = Parameter(default=10.0, gt=0, le=MAX_WAIT_S, description="long-poll limit in seconds"),
+    # `timeout` is the HTTP long-poll query parameter (part of the API), not an asyncio timeout.
+    timeout: float = Parameter(default=10.0, gt=0, le=MAX_WAIT_S, description="long-poll limit in seconds"),  # noqa: ASYNC109
 ) -> dict[str, Any]:
     principal = principal_of(request)
     run = await own_run(principal, run_id)
@@ -417,7 +429,8 @@ async def get_run(
     }
 
 
-async def wait_for_stage(principal: Principal, run: dict[str, Any], until: str, timeout: float) -> dict[str, Any]:
+# `timeout` is the HTTP long-poll limit from the request, spent over several waits.
+async def wait_for_stage(principal: Principal, run: dict[str, Any], until: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
     """Hold the request until the run reaches `until` (or a terminal stage), at most `timeout` seconds."""
     if until not in store.STAGES:
         raise problem(400, f"until must be one of {', '.join(store.STAGES)}")

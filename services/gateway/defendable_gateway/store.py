@@ -214,9 +214,10 @@ async def list_runs(
         args += [cursor[0], cursor[1]]
         clauses.append(f"(created_at, run_id) < (${len(args) - 1}::timestamptz, ${len(args)})")
     args.append(limit)
+    # Only fixed clause text and $n placeholders are interpolated; every value is a bind parameter.
     rows = await pool.fetch(
         f"""SELECT run_id, project, lane, flight_sheet, stage, created_at, receipt_hash FROM gateway.runs
-            WHERE {" AND ".join(clauses)} ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}""",
+            WHERE {" AND ".join(clauses)} ORDER BY created_at DESC, run_id DESC LIMIT ${len(args)}""",  # noqa: S608
         *args,
     )
     return [dict(r) for r in rows]
@@ -247,11 +248,12 @@ async def links_to(pool: Pool, org_id: str, seq: int) -> list[dict[str, Any]]:
 
 async def _advance(conn: Connection, org_id: str, run_id: str, stage: str, sets: str = "", *args: Any) -> None:
     """Upsert the run and move its stage forward only."""
+    # `sets` is fixed SQL from `apply_event` (with $n placeholders); every value is a bind parameter.
     await conn.execute(
         f"""INSERT INTO gateway.runs (org_id, run_id, stage, stage_rank) VALUES ($1, $2, $3, $4)
             ON CONFLICT (org_id, run_id) DO UPDATE SET
               stage = CASE WHEN gateway.runs.stage_rank < $4 THEN $3 ELSE gateway.runs.stage END,
-              stage_rank = GREATEST(gateway.runs.stage_rank, $4) {sets}""",
+              stage_rank = GREATEST(gateway.runs.stage_rank, $4) {sets}""",  # noqa: S608
         org_id,
         run_id,
         stage,
@@ -272,7 +274,8 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
         case EvidenceAttached():
             e = event.evidence
             await conn.execute(
-                """INSERT INTO gateway.evidence (org_id, run_id, evidence_id, name, media_type, kind, size, sha256, status)
+                """INSERT INTO gateway.evidence
+                     (org_id, run_id, evidence_id, name, media_type, kind, size, sha256, status)
                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'attached')
                    ON CONFLICT (org_id, run_id, evidence_id) DO UPDATE SET status = 'attached', reason = NULL""",
                 o, r, e.id, e.name, e.media_type, event.kind, e.size, e.sha256,

@@ -28,7 +28,8 @@ class Waiters:
             for event in self._events.pop(key, ()):
                 event.set()
 
-    async def wait(self, org_id: str, run_id: str, timeout: float) -> None:
+    # `timeout` is one slice of an HTTP long-poll; running out is a normal return, not an error.
+    async def wait(self, org_id: str, run_id: str, timeout: float) -> None:  # noqa: ASYNC109
         """Return when the run may have changed, or after `timeout` (whichever first)."""
         event = asyncio.Event()
         key = (org_id, run_id)

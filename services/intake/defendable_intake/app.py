@@ -13,6 +13,7 @@ Plan for one command:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ from defendable_runtime import db
 from defendable_runtime.messaging import (
     INGEST,
     RUNS,
+    NatsBatchMessage,
     Poison,
     Transient,
     attempts,
@@ -106,7 +108,7 @@ def utc_now() -> str:
     pull_sub=PullSub(batch_size=128, timeout=0.02, batch=True),
     ack_policy=AckPolicy.MANUAL,
 )
-async def on_commands(msg: NatsMessage) -> None:
+async def on_commands(msg: NatsBatchMessage) -> None:
     """Commands of one run are admitted in stream order; different runs concurrently."""
     by_run: dict[tuple[str, str], list[tuple[Msg, AnyCommand]]] = defaultdict(list)
     for raw in list(msg.raw_message):
@@ -123,7 +125,7 @@ async def on_commands(msg: NatsMessage) -> None:
 async def admit_in_order(group: list[tuple[Msg, AnyCommand]]) -> None:
     for index, (raw, command) in enumerate(group):
         settled = await settle(
-            broker, SERVICE, [raw], lambda: admit(raw, command), infra_errors=db.INFRA_ERRORS
+            broker, SERVICE, [raw], functools.partial(admit, raw, command), infra_errors=db.INFRA_ERRORS
         )  # fmt: skip
         if not settled:  # keep the run's order: what follows waits for the retry
             await retry_later([later for later, _ in group[index + 1 :]])

@@ -35,6 +35,7 @@ from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filt
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
+    NatsBatchMessage,
     Poison,
     consumer,
     dead_letter,
@@ -104,7 +105,7 @@ def utc_now() -> str:
     pull_sub=PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
     ack_policy=AckPolicy.MANUAL,
 )
-async def on_approved(msg: NatsMessage) -> None:
+async def on_approved(msg: NatsBatchMessage) -> None:
     raws: list[Msg] = list(msg.raw_message)
     approvals: list[tuple[Msg, Approved]] = []
     for raw in raws:

@@ -174,7 +174,8 @@ async def stream_chain(conn: Connection, org_id: str, chunk: int = 5000) -> Asyn
 async def load_or_create_seed(conn: Connection, generate: bytes, kid: str) -> bytes:
     """The local signing seed: the first one stored wins, so replicas share one key."""
     await conn.execute(
-        "INSERT INTO ledger.signing_keys (kid, seed) SELECT $1, $2 WHERE NOT EXISTS (SELECT 1 FROM ledger.signing_keys)",
+        "INSERT INTO ledger.signing_keys (kid, seed) SELECT $1, $2"
+        " WHERE NOT EXISTS (SELECT 1 FROM ledger.signing_keys)",
         kid,
         generate,
     )
