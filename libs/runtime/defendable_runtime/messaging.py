@@ -18,8 +18,9 @@ import builtins
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
+import msgspec
 from faststream import Context
 from faststream.nats import ConsumerConfig, JStream, NatsBroker
 from faststream.nats.message import NatsBatchMessage as _NatsBatchMessage
@@ -30,7 +31,7 @@ from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfi
 from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError
 
-from defendable_canonical.events import Command, Event, encode
+from defendable_canonical.events import Command, Event, encode, event_decoder
 from defendable_canonical.subjects import (
     DEAD_STREAM,
     DEAD_SUBJECTS,
@@ -44,6 +45,7 @@ from defendable_canonical.subjects import (
 )
 
 log = logging.getLogger("defendable.messaging")
+E = TypeVar("E", bound=Event)
 
 # What a batch subscriber (`PullSub(batch=True)`) receives: its `raw_message` is
 # the list of NATS messages, which FastStream's `NatsMessage` alias types as one.
@@ -158,6 +160,17 @@ async def publish_command(broker: NatsBroker, command: Command) -> None:
         stream=INGEST_STREAM,
         timeout=10.0,
     )
+
+
+def expect_event(raw: Msg, kind: type[E]) -> E:
+    """Decode a run event of the one type this consumer takes; anything else is poison."""
+    try:
+        event = event_decoder.decode(raw.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise Poison(f"undecodable event: {exc}") from exc
+    if not isinstance(event, kind):
+        raise Poison(f"expected {kind.__name__} on {raw.subject}, got {type(event).__name__}")
+    return event
 
 
 def attempts(raw: Msg) -> int:

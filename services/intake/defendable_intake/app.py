@@ -51,6 +51,7 @@ from defendable_runtime.messaging import (
     consumer,
     dead_letter,
     ensure_streams,
+    expect_event,
     make_broker,
     publish_event,
     retry_later,
@@ -296,12 +297,7 @@ async def on_checked(msg: NatsMessage) -> None:
 
 
 async def record_verdict(raw: Msg) -> None:
-    try:
-        event = event_decoder.decode(raw.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise Poison(f"undecodable event: {exc}") from exc
-    if not isinstance(event, Checked):
-        raise Poison(f"expected Checked on {raw.subject}, got {type(event).__name__}")
+    event = expect_event(raw, Checked)
     async with res.pool.acquire() as conn, conn.transaction():
         run = await store.load_run(conn, event.org_id, event.run_id)
         if admission.record_checked(run, event):

@@ -20,7 +20,16 @@ from nats.aio.msg import Msg
 from defendable_canonical.events import Checked, Submitted, derive_id, encode, event_decoder
 from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET, event_filter
 from defendable_runtime import db
-from defendable_runtime.messaging import RUNS, Poison, consumer, ensure_streams, make_broker, publish_event, settle
+from defendable_runtime.messaging import (
+    RUNS,
+    Poison,
+    consumer,
+    ensure_streams,
+    expect_event,
+    make_broker,
+    publish_event,
+    settle,
+)
 from defendable_runtime.settings import from_env
 
 from . import store
@@ -74,12 +83,7 @@ async def on_submitted(msg: NatsMessage) -> None:
 
 
 async def referee(raw: Msg) -> None:
-    try:
-        event = event_decoder.decode(raw.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise Poison(f"undecodable event: {exc}") from exc
-    if not isinstance(event, Submitted):
-        raise Poison(f"expected Submitted on {raw.subject}, got {type(event).__name__}")
+    event = expect_event(raw, Submitted)
     async with res.pool.acquire() as conn:
         stored = await store.stored_check(conn, event.event_id)
     if stored is None:

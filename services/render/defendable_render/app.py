@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import msgspec
 from asyncpg import Pool
 from faststream import AckPolicy, FastStream
 from faststream.nats import PullSub
@@ -17,10 +16,18 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.digest import sha256_digest
-from defendable_canonical.events import Minted, Rendered, derive_id, event_decoder
+from defendable_canonical.events import Minted, Rendered, derive_id
 from defendable_canonical.subjects import event_filter
 from defendable_runtime import db
-from defendable_runtime.messaging import RUNS, Poison, consumer, ensure_streams, make_broker, publish_event, settle
+from defendable_runtime.messaging import (
+    RUNS,
+    consumer,
+    ensure_streams,
+    expect_event,
+    make_broker,
+    publish_event,
+    settle,
+)
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore
 
@@ -76,12 +83,7 @@ async def on_minted(msg: NatsMessage) -> None:
 
 
 async def render(raw: Msg) -> None:
-    try:
-        event = event_decoder.decode(raw.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise Poison(f"undecodable event: {exc}") from exc
-    if not isinstance(event, Minted):
-        raise Poison(f"expected Minted on {raw.subject}, got {type(event).__name__}")
+    event = expect_event(raw, Minted)
     # CPU-bound; a worker thread keeps acks and heartbeats flowing meanwhile.
     pdf = await asyncio.to_thread(render_receipt_pdf, bytes(event.payload), event.receipt_hash, event.signature)
     key = pdf_key(event.org_id, event.receipt_hash)
