@@ -6,7 +6,7 @@ with its events in one transaction.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict
 
 import msgspec
 
@@ -64,14 +64,30 @@ def event_id(command_id: str, kind: str) -> str:
     return derive_id("ev", command_id, kind)
 
 
-def refused(command_id: str, org_id: str, run_id: str, command_type: str, reason: str, now: str) -> CommandRefused:
-    return CommandRefused(
-        event_id=event_id(command_id, "CommandRefused"),
+class EnvelopeArgs(TypedDict):
+    event_id: str
+    org_id: str
+    run_id: str
+    occurred_at: str
+    producer: str
+    causation_id: str
+
+
+def envelope(command_id: str, org_id: str, run_id: str, kind: str, now: str) -> EnvelopeArgs:
+    """The envelope of an event caused by a command: its id derives from the command's (DESIGN.md §3)."""
+    return EnvelopeArgs(
+        event_id=event_id(command_id, kind),
         org_id=org_id,
         run_id=run_id,
         occurred_at=now,
         producer=PRODUCER,
         causation_id=command_id,
+    )
+
+
+def refused(command_id: str, org_id: str, run_id: str, command_type: str, reason: str, now: str) -> CommandRefused:
+    return CommandRefused(
+        **envelope(command_id, org_id, run_id, "CommandRefused", now),
         command_id=command_id,
         command_type=command_type,
         reason=reason,
@@ -92,12 +108,7 @@ def create_run(cmd: CreateRun, existing: RunState | None, now: str) -> tuple[Run
         status="created",
     )
     event = RunCreated(
-        event_id=event_id(cmd.command_id, "RunCreated"),
-        org_id=cmd.org_id,
-        run_id=cmd.run_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        causation_id=cmd.command_id,
+        **envelope(cmd.command_id, cmd.org_id, cmd.run_id, "RunCreated", now),
         project=cmd.project,
         lane=cmd.lane,
         flight_sheet=cmd.flight_sheet,
@@ -120,12 +131,7 @@ def attach_evidence(
     command_id: str, run: RunState, ref: EvidenceRef, kind: str, storage_key: str, now: str
 ) -> EvidenceAttached:
     return EvidenceAttached(
-        event_id=event_id(command_id, "EvidenceAttached"),
-        org_id=run.org_id,
-        run_id=run.run_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        causation_id=command_id,
+        **envelope(command_id, run.org_id, run.run_id, "EvidenceAttached", now),
         evidence=ref,
         kind=kind,  # type: ignore[arg-type]  # validated by the command's Literal type
         storage_key=storage_key,
@@ -138,12 +144,7 @@ def submit(cmd: Submit, run: RunState | None, canonical: bytes, evidence: list[E
     state.status = "submitted"
     state.submission_sha256 = digest
     return Submitted(
-        event_id=event_id(cmd.command_id, "Submitted"),
-        org_id=cmd.org_id,
-        run_id=cmd.run_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        causation_id=cmd.command_id,
+        **envelope(cmd.command_id, cmd.org_id, cmd.run_id, "Submitted", now),
         lane=state.lane,
         flight_sheet=state.flight_sheet,
         evidence=evidence,
@@ -173,12 +174,7 @@ def decide(cmd: Decide, run: RunState | None, evidence: list[EvidenceRef], now: 
     if cmd.decision == "reject":
         run.status = "rejected"
         return Rejected(
-            event_id=event_id(cmd.command_id, "Rejected"),
-            org_id=run.org_id,
-            run_id=run.run_id,
-            occurred_at=now,
-            producer=PRODUCER,
-            causation_id=cmd.command_id,
+            **envelope(cmd.command_id, run.org_id, run.run_id, "Rejected", now),
             approver=cmd.approver,
             decided_at=now,
             note=cmd.note,
@@ -200,11 +196,6 @@ def decide(cmd: Decide, run: RunState | None, evidence: list[EvidenceRef], now: 
         approval=Approval(approver=cmd.approver, decided_at=now, note=cmd.note),
     )
     return Approved(
-        event_id=event_id(cmd.command_id, "Approved"),
-        org_id=run.org_id,
-        run_id=run.run_id,
-        occurred_at=now,
-        producer=PRODUCER,
-        causation_id=cmd.command_id,
+        **envelope(cmd.command_id, run.org_id, run.run_id, "Approved", now),
         receipt=body,
     )
