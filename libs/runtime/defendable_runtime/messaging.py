@@ -21,8 +21,9 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
-from faststream import Context
-from faststream.nats import ConsumerConfig, JStream, NatsBroker
+from faststream import AckPolicy, Context
+from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsBatchMessage as _NatsBatchMessage
 from faststream.nats.subscriber.usecases import stream_pull_subscriber as _pull_module
 from nats.aio.msg import Msg
@@ -40,6 +41,7 @@ from defendable_canonical.subjects import (
     RUNS_STREAM,
     RUNS_SUBJECTS,
     dead_subject,
+    event_filter,
     event_subject,
     ingest_subject,
 )
@@ -171,6 +173,37 @@ def expect_event(raw: Msg, kind: type[E]) -> E:
     if not isinstance(event, kind):
         raise Poison(f"expected {kind.__name__} on {raw.subject}, got {type(event).__name__}")
     return event
+
+
+def consume_events(
+    broker: NatsBroker,
+    service: str,
+    event: str,
+    durable: str,
+    handle: Callable[[Msg], Awaitable[None]],
+    *,
+    fetch: int = 64,
+    infra_errors: tuple[type[BaseException], ...] = (),
+) -> None:
+    """A durable pull consumer of one run event type (`run.<event>.>`), each message settled on its own.
+
+    The messages of one fetch are handled concurrently, so `handle` must not rely
+    on their order (batch consumers that need order declare their own subscriber).
+    """
+
+    async def on_message(msg: NatsMessage) -> None:
+        raw: Msg = msg.raw_message
+        await settle(broker, service, [raw], lambda: handle(raw), infra_errors=infra_errors)
+
+    on_message.__name__ = on_message.__qualname__ = f"on_{event}"
+    broker.subscriber(
+        event_filter(event),
+        stream=RUNS,
+        durable=durable,
+        config=consumer(durable),
+        pull_sub=PullSub(batch_size=fetch, timeout=1.0),
+        ack_policy=AckPolicy.MANUAL,
+    )(on_message)
 
 
 def attempts(raw: Msg) -> int:

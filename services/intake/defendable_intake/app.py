@@ -22,7 +22,6 @@ import msgspec
 from asyncpg import Connection, Pool
 from faststream import AckPolicy, FastStream
 from faststream.nats import PullSub
-from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical import jcs
@@ -39,15 +38,15 @@ from defendable_canonical.events import (
     event_decoder,
 )
 from defendable_canonical.model import EvidenceRef
-from defendable_canonical.subjects import check_token, event_filter
+from defendable_canonical.subjects import check_token
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     INGEST,
-    RUNS,
     NatsBatchMessage,
     Poison,
     Transient,
     attempts,
+    consume_events,
     consumer,
     dead_letter,
     ensure_streams,
@@ -283,19 +282,6 @@ async def stage_evidence(command: AttachEvidence) -> tuple[EvidenceRef, str]:
     return ref, key
 
 
-@broker.subscriber(
-    event_filter("checked"),
-    stream=RUNS,
-    durable="intake-checked",
-    config=consumer("intake-checked"),
-    pull_sub=PullSub(batch_size=64, timeout=1.0),
-    ack_policy=AckPolicy.MANUAL,
-)
-async def on_checked(msg: NatsMessage) -> None:
-    raw: Msg = msg.raw_message
-    await settle(broker, SERVICE, [raw], lambda: record_verdict(raw), infra_errors=db.INFRA_ERRORS)
-
-
 async def record_verdict(raw: Msg) -> None:
     event = expect_event(raw, Checked)
     async with res.pool.acquire() as conn, conn.transaction():
@@ -303,3 +289,6 @@ async def record_verdict(raw: Msg) -> None:
         if admission.record_checked(run, event):
             assert run is not None
             await store.save_run(conn, run)
+
+
+consume_events(broker, SERVICE, "checked", "intake-checked", record_verdict, infra_errors=db.INFRA_ERRORS)

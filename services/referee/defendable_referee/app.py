@@ -12,23 +12,20 @@ from datetime import UTC, datetime
 
 import msgspec
 from asyncpg import Pool
-from faststream import AckPolicy, FastStream
-from faststream.nats import PullSub
+from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.events import Checked, Submitted, derive_id, encode, event_decoder
-from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET, event_filter
+from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET
 from defendable_runtime import db
 from defendable_runtime.messaging import (
-    RUNS,
     Poison,
-    consumer,
+    consume_events,
     ensure_streams,
     expect_event,
     make_broker,
     publish_event,
-    settle,
 )
 from defendable_runtime.settings import from_env
 
@@ -69,19 +66,6 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@broker.subscriber(
-    event_filter("submitted"),
-    stream=RUNS,
-    durable="referee",
-    config=consumer("referee"),
-    pull_sub=PullSub(batch_size=64, timeout=1.0),
-    ack_policy=AckPolicy.MANUAL,
-)
-async def on_submitted(msg: NatsMessage) -> None:
-    raw: Msg = msg.raw_message
-    await settle(broker, SERVICE, [raw], lambda: referee(raw), infra_errors=db.INFRA_ERRORS)
-
-
 async def referee(raw: Msg) -> None:
     event = expect_event(raw, Submitted)
     async with res.pool.acquire() as conn:
@@ -91,6 +75,9 @@ async def referee(raw: Msg) -> None:
         async with res.pool.acquire() as conn, conn.transaction():
             stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
     await publish_event(broker, event_decoder.decode(stored))
+
+
+consume_events(broker, SERVICE, "submitted", "referee", referee, infra_errors=db.INFRA_ERRORS)
 
 
 def judge(event: Submitted) -> Checked:

@@ -10,23 +10,18 @@ import asyncio
 import logging
 
 from asyncpg import Pool
-from faststream import AckPolicy, FastStream
-from faststream.nats import PullSub
-from faststream.nats.annotations import NatsMessage
+from faststream import FastStream
 from nats.aio.msg import Msg
 
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.events import Minted, Rendered, derive_id
-from defendable_canonical.subjects import event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
-    RUNS,
-    consumer,
+    consume_events,
     ensure_streams,
     expect_event,
     make_broker,
     publish_event,
-    settle,
 )
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore
@@ -69,19 +64,6 @@ async def close_resources() -> None:
     await res.blobs.close()
 
 
-@broker.subscriber(
-    event_filter("minted"),
-    stream=RUNS,
-    durable="render",
-    config=consumer("render"),
-    pull_sub=PullSub(batch_size=32, timeout=1.0),
-    ack_policy=AckPolicy.MANUAL,
-)
-async def on_minted(msg: NatsMessage) -> None:
-    raw: Msg = msg.raw_message
-    await settle(broker, SERVICE, [raw], lambda: render(raw), infra_errors=db.INFRA_ERRORS)
-
-
 async def render(raw: Msg) -> None:
     event = expect_event(raw, Minted)
     # CPU-bound; a worker thread keeps acks and heartbeats flowing meanwhile.
@@ -106,3 +88,6 @@ async def render(raw: Msg) -> None:
             pdf_size=len(pdf),
         ),
     )
+
+
+consume_events(broker, SERVICE, "minted", "render", render, fetch=32, infra_errors=db.INFRA_ERRORS)
