@@ -27,7 +27,7 @@ from defendable_ledger.mint import MintedReceipt, chain_batch
 from defendable_runtime import db
 
 MINTED_AT = "2026-01-02T03:04:05.000Z"
-SIGNER = Signer.generate()
+SIGN_ALL = Signer.generate().sign_all
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ async def mint_locked(conn: asyncpg.Connection, org_id: str, batch: list[Approve
     async with conn.transaction():
         head_seq, head_hash = await store.lock_head(conn, org_id)
         await hold.wait()
-        await store.append(conn, org_id, head_seq, chain_batch(head_seq, head_hash, batch, MINTED_AT, SIGNER,
+        await store.append(conn, org_id, head_seq, chain_batch(head_seq, head_hash, batch, MINTED_AT, SIGN_ALL,
                                                                tokens(len(batch))))  # fmt: skip
     return head_seq
 
@@ -146,7 +146,7 @@ async def test_two_writers_that_skip_the_lock_cannot_both_commit_a_receipt_after
         async with conn.transaction():
             head_seq, head_hash = 0, GENESIS_HASH  # read without the lock: both see genesis
             await both_read.wait()
-            await store.append(conn, org_id, head_seq, chain_batch(head_seq, head_hash, batch, MINTED_AT, SIGNER,
+            await store.append(conn, org_id, head_seq, chain_batch(head_seq, head_hash, batch, MINTED_AT, SIGN_ALL,
                                                                    tokens(len(batch))))  # fmt: skip
 
     await head_of(pool, org_id)  # the head row exists at genesis
@@ -175,15 +175,15 @@ async def test_a_receipt_that_reuses_a_parent_is_refused_by_the_database_so_no_f
         await seed(conn, org_id, 2)
         chain = await chain_of(pool, org_id)
         # A second child of receipt 1, at a fresh seq so only the parent collides.
-        (fork,) = chain_batch(2, chain[0].receipt_hash, approvals(org_id, 1), MINTED_AT, SIGNER, tokens(1))
+        (fork,) = chain_batch(2, chain[0].receipt_hash, approvals(org_id, 1), MINTED_AT, SIGN_ALL, tokens(1))
         with pytest.raises(asyncpg.UniqueViolationError, match="parent_hash"):
             await insert(conn, fork)
         # A second receipt at an existing seq.
-        (same_seq,) = chain_batch(1, chain[0].receipt_hash, approvals(org_id, 1), MINTED_AT, SIGNER, tokens(1))
+        (same_seq,) = chain_batch(1, chain[0].receipt_hash, approvals(org_id, 1), MINTED_AT, SIGN_ALL, tokens(1))
         with pytest.raises(asyncpg.UniqueViolationError):
             await insert(conn, same_seq)
         # A second genesis.
-        (genesis,) = chain_batch(0, GENESIS_HASH, approvals(org_id, 1), MINTED_AT, SIGNER, tokens(1))
+        (genesis,) = chain_batch(0, GENESIS_HASH, approvals(org_id, 1), MINTED_AT, SIGN_ALL, tokens(1))
         with pytest.raises(asyncpg.UniqueViolationError):
             await insert(conn, genesis)
     assert [r.seq for r in await chain_of(pool, org_id)] == [1, 2]
@@ -197,16 +197,16 @@ async def test_a_receipt_that_skips_a_seq_or_names_a_parent_that_is_not_its_pred
         chain = await chain_of(pool, org_id)
         head = chain[-1]
         # A gap: seq 4 after head 2, linked to the real head.
-        (gap,) = chain_batch(head.seq + 1, head.receipt_hash, approvals(org_id, 1), MINTED_AT, SIGNER, tokens(1))
+        (gap,) = chain_batch(head.seq + 1, head.receipt_hash, approvals(org_id, 1), MINTED_AT, SIGN_ALL, tokens(1))
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await insert(conn, gap)
         # The right seq but a parent that is not the receipt before it.
-        (dangling,) = chain_batch(head.seq, "sha256:" + "ab" * 32, approvals(org_id, 1), MINTED_AT, SIGNER, tokens(1))
+        (dangling,) = chain_batch(head.seq, "sha256:" + "ab" * 32, approvals(org_id, 1), MINTED_AT, SIGN_ALL, tokens(1))
         with pytest.raises(asyncpg.ForeignKeyViolationError):
             await insert(conn, dangling)
     # A first receipt whose parent is not genesis.
     other = org_id + "-b"
-    (bad_genesis,) = chain_batch(0, "sha256:" + "cd" * 32, approvals(other, 1), MINTED_AT, SIGNER, tokens(1))
+    (bad_genesis,) = chain_batch(0, "sha256:" + "cd" * 32, approvals(other, 1), MINTED_AT, SIGN_ALL, tokens(1))
     async with pool.acquire() as conn:
         with pytest.raises(asyncpg.CheckViolationError):
             await insert(conn, bad_genesis)
@@ -223,6 +223,6 @@ async def test_a_writer_whose_head_moved_is_refused_with_stale_head_and_its_rece
         with pytest.raises(store.StaleHead, match=f"stale head for org {org_id}: expected seq 0"):
             async with conn.transaction():
                 # Rows that would link correctly after seq 1, but claiming the head was still at 0.
-                batch = chain_batch(1, head.receipt_hash, approvals(org_id, 2), MINTED_AT, SIGNER, tokens(2))
+                batch = chain_batch(1, head.receipt_hash, approvals(org_id, 2), MINTED_AT, SIGN_ALL, tokens(2))
                 await store.append(conn, org_id, 0, batch)
     assert [r.seq for r in await chain_of(pool, org_id)] == [1]

@@ -17,15 +17,18 @@ import asyncio
 import builtins
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
 import msgspec
 from faststream import AckPolicy, Context
+from faststream.message import StreamMessage
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsBatchMessage as _NatsBatchMessage
 from faststream.nats.subscriber.usecases import stream_pull_subscriber as _pull_module
+from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy as NatsAckPolicy
 from nats.js.api import DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
@@ -75,6 +78,7 @@ STREAMS = (
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,
         max_msg_size=MAX_MESSAGE_BYTES,
+        allow_atomic=True,  # the ledger commits a mint batch's Minted events as one atomic batch
     ),
     StreamConfig(
         name=INGEST_STREAM,
@@ -103,11 +107,19 @@ class Transient(Exception):
     """A dependency is unavailable; retry later, without counting towards dead-lettering."""
 
 
+async def undecoded(message: StreamMessage[Any]) -> Any:
+    """Every handler decodes its own messages with msgspec from `raw_message`; FastStream's
+    default decoder would first run stdlib `json.loads` over every body (measured: an eighth
+    of the ledger's CPU) only for the result to be thrown away."""
+    return message.body
+
+
 def make_broker(nats_url: str) -> NatsBroker:
     # Reconnect forever: a NATS restart must pause the service, not end it.
     # Per-message logs at DEBUG; handler errors still surface at ERROR.
     return NatsBroker(
         nats_url,
+        decoder=undecoded,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,  # type: ignore[arg-type]  # typed int, but nats-py sleeps on it: a float works
         logger=logging.getLogger("defendable.broker"),
@@ -152,6 +164,79 @@ async def publish_event(broker: NatsBroker, event: Event) -> None:
         stream=RUNS_STREAM,
         timeout=10.0,
     )
+
+
+ATOMIC_BATCH_MAX = 1000  # messages per atomic batch: the server's limit (ADR-50)
+_DUPLICATE_IN_BATCH = 10201  # JetStream error code: the batch holds an already-stored Nats-Msg-Id
+
+
+class BatchRefused(Exception):
+    """JetStream refused an atomic batch; nothing of it was stored."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(f"atomic batch refused ({code}): {description}")
+        self.code = code
+
+
+async def publish_events(broker: NatsBroker, events: Sequence[Event]) -> None:
+    """Publish events to RUNS, each stored exactly as `publish_event` would store it.
+
+    Many events go as JetStream atomic batches (ADR-50): all of a batch is stored, or
+    none, under one acknowledged, fsync'd commit, where separate publishes cost one fsync
+    each (measured here: 2,300 pipelined publishes/s, 13,000/s in batches of 500). A batch
+    holding an event JetStream already stored (a redelivery re-publishing its events) is
+    refused whole; those events are then published one by one, so the duplicate window
+    drops exactly the duplicates.
+    """
+    if len(events) == 1:
+        await publish_event(broker, events[0])
+        return
+    client: NatsClient = broker.config.connection_state.connection
+    for start in range(0, len(events), ATOMIC_BATCH_MAX):
+        chunk = events[start : start + ATOMIC_BATCH_MAX]
+        try:
+            await _atomic_batch(client, chunk)
+        except BatchRefused as exc:
+            if exc.code != _DUPLICATE_IN_BATCH:
+                raise
+            await asyncio.gather(*(publish_event(broker, event) for event in chunk))
+
+
+async def _atomic_batch(client: NatsClient, events: Sequence[Event], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    """One atomic batch: the first message and the commit are requests, the rest plain publishes."""
+    batch_id = secrets.token_hex(16)
+    last = len(events) - 1
+    reply = None
+    for index, event in enumerate(events):
+        headers = {"Nats-Msg-Id": event.event_id, "Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index + 1)}
+        if index == last:
+            headers["Nats-Batch-Commit"] = "1"
+        if index in (0, last):  # the server answers the start (empty) and the commit (a PubAck)
+            reply = await client.request(event_subject(event), encode(event), timeout=timeout, headers=headers)
+            if reply.data:
+                _raise_for_puback(reply.data)
+        else:
+            await client.publish(event_subject(event), encode(event), headers=headers)
+    if reply is None or not reply.data:
+        raise BatchRefused(0, "no publish acknowledgement for the commit")
+
+
+class _ApiError(msgspec.Struct):
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    error: _ApiError | None = None
+
+
+_puback_decoder = msgspec.json.Decoder(_PubAck)
+
+
+def _raise_for_puback(data: bytes) -> None:
+    error = _puback_decoder.decode(data).error
+    if error is not None:
+        raise BatchRefused(error.err_code, error.description)
 
 
 async def publish_command(broker: NatsBroker, command: Command) -> None:

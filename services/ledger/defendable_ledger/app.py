@@ -5,9 +5,13 @@ Plan for one fetched batch of Approved events:
 2. group by org; per org, in one transaction: lock the head row, skip runs
    already minted (redelivery), chain the rest after the head, COPY them in,
    move the head (StaleHead if it moved: retried);
-3. after commit, publish Minted for every approval in the batch — re-publishing
-   the stored receipt for redelivered ones, under the same event id;
+3. after commit, publish Minted for every approval in the batch as one atomic
+   JetStream batch — re-publishing the stored receipt for redelivered ones,
+   under the same event id;
 4. ack the batch.
+Steps 2-4 of one batch run in the background while the next batch is fetched,
+at most IN_FLIGHT at once: the next batch's database work then overlaps this
+one's publish and acks (the head lock still orders their chains).
 Verification of an org's chain is a request-reply question answered here, over
 this service's own table (DESIGN.md §2).
 """
@@ -41,7 +45,7 @@ from defendable_runtime.messaging import (
     dead_letter,
     ensure_streams,
     make_broker,
-    publish_event,
+    publish_events,
     settle,
 )
 from defendable_runtime.settings import from_env
@@ -56,6 +60,7 @@ BATCH = int(os.environ.get("LEDGER_BATCH", "1000"))
 # How long one fetch may gather a batch: longer batches amortise the head lock and
 # the transaction; shorter ones cut approve→minted latency at low load.
 BATCH_WINDOW_S = float(os.environ.get("LEDGER_BATCH_WINDOW_S", "0.02"))
+IN_FLIGHT = 2  # fetched batches being minted at once
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -65,6 +70,8 @@ app = FastStream(broker)
 class Resources:
     pool: Pool
     signer: Signer
+    slots: asyncio.Semaphore
+    minting: set[asyncio.Task[bool]]
 
 
 res = Resources()
@@ -75,11 +82,14 @@ async def open_resources() -> None:
     res.pool = await db.create_pool(settings.database_url, max_size=8)
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     res.signer = await load_signer()
+    res.slots = asyncio.Semaphore(IN_FLIGHT)
+    res.minting = set()
     await ensure_streams(broker)  # before any consumer starts
 
 
 @app.on_shutdown
 async def close_resources() -> None:
+    await asyncio.gather(*res.minting, return_exceptions=True)  # finish what was fetched
     await res.pool.close()
 
 
@@ -121,14 +131,28 @@ async def on_approved(msg: NatsBatchMessage) -> None:
             await raw.term()
             continue
         approvals.append((raw, event))
-    if approvals:
-        await settle(
-            broker,
-            SERVICE,
-            [raw for raw, _ in approvals],
-            lambda: mint([a for _, a in approvals]),
-            infra_errors=(*db.INFRA_ERRORS, store.StaleHead),
+    if not approvals:
+        return
+    await res.slots.acquire()
+    res.minting.add(
+        task := asyncio.create_task(
+            settle(
+                broker,
+                SERVICE,
+                [raw for raw, _ in approvals],
+                lambda: mint([a for _, a in approvals]),
+                infra_errors=(*db.INFRA_ERRORS, store.StaleHead),
+            )
         )
+    )
+    task.add_done_callback(_minted)
+
+
+def _minted(task: asyncio.Task[bool]) -> None:
+    res.minting.discard(task)
+    res.slots.release()
+    if not task.cancelled() and task.exception() is not None:  # settle handles failures; this is a bug
+        log.error("minting a batch failed outside settlement", exc_info=task.exception())
 
 
 async def mint(approvals: list[Approved]) -> None:
@@ -138,7 +162,8 @@ async def mint(approvals: list[Approved]) -> None:
     minted: list[MintedReceipt] = []
     for org_id, batch in by_org.items():
         minted += await mint_org(org_id, batch)
-    await asyncio.gather(*(publish_event(broker, minted_event(r)) for r in minted))
+    now = utc_now()
+    await publish_events(broker, [minted_event(r, now) for r in minted])  # one atomic batch, one fsync
 
 
 async def mint_org(org_id: str, approvals: list[Approved]) -> list[MintedReceipt]:
@@ -152,17 +177,17 @@ async def mint_org(org_id: str, approvals: list[Approved]) -> list[MintedReceipt
                 seen.add(approved.run_id)
                 fresh.append(approved)
         tokens = [secrets.token_urlsafe(24) for _ in fresh]  # 192 bits: unguessable share links
-        new = chain_batch(head_seq, head_hash, fresh, utc_now(), res.signer, tokens)
+        new = chain_batch(head_seq, head_hash, fresh, utc_now(), res.signer.sign_all, tokens)
         await store.append(conn, org_id, head_seq, new)
     return [*existing.values(), *new]
 
 
-def minted_event(r: MintedReceipt) -> Minted:
+def minted_event(r: MintedReceipt, now: str) -> Minted:
     return Minted(
         event_id=r.minted_event_id,
         org_id=r.org_id,
         run_id=r.run_id,
-        occurred_at=utc_now(),
+        occurred_at=now,
         producer=SERVICE,
         causation_id=r.approval_event_id,
         seq=r.seq,

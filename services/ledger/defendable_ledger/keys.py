@@ -6,6 +6,9 @@ published key sets and checkpoints; this is the single active key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -21,9 +24,16 @@ def raw_private(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
 
 
+# Ed25519 signing is the largest CPU cost of a mint (~55 µs here) and `cryptography`
+# releases the GIL while it signs: two threads sign a batch in about half the time.
+SIGNING_THREADS = 2
+_PARALLEL_FROM = 64  # below this, handing work to threads costs more than it saves
+
+
 class Signer:
     def __init__(self, private: Ed25519PrivateKey) -> None:
         self._key = private
+        self._pool: ThreadPoolExecutor | None = None
         self.public = raw_public(private)
         self.kid = key_id(self.public)
         self._public_b64 = b64url(self.public)
@@ -41,3 +51,19 @@ class Signer:
 
     def __call__(self, message: bytes) -> Signature:
         return Signature(kid=self.kid, public_key=self._public_b64, sig=b64url(self._key.sign(message)))
+
+    def sign_all(self, messages: Sequence[bytes]) -> list[Signature]:
+        """`[self(m) for m in messages]`, in order, spread over threads for a large batch."""
+        if len(messages) < _PARALLEL_FROM:
+            return [self(m) for m in messages]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(SIGNING_THREADS, thread_name_prefix="sign")
+        step = -(-len(messages) // SIGNING_THREADS)
+        chunks = [messages[i : i + step] for i in range(0, len(messages), step)]
+        signed: list[Signature] = []
+        for part in self._pool.map(self._sign_chunk, chunks):
+            signed += part
+        return signed
+
+    def _sign_chunk(self, messages: Sequence[bytes]) -> list[Signature]:
+        return [self(m) for m in messages]

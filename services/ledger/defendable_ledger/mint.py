@@ -29,7 +29,8 @@ class MintedReceipt(msgspec.Struct, frozen=True, kw_only=True):
     share_token: str
 
 
-Signer = Callable[[bytes], Signature]
+# Signs each message (a raw receipt hash), returning the signatures in the same order.
+SignAll = Callable[[Sequence[bytes]], list[Signature]]
 
 
 def minted_event_id(approval_event_id: str) -> str:
@@ -41,30 +42,34 @@ def chain_batch(
     head_hash: str,
     approvals: Sequence[Approved],
     minted_at: str,
-    sign: Signer,
+    sign_all: SignAll,
     tokens: Sequence[str],
 ) -> list[MintedReceipt]:
     """Append `approvals` after (head_seq, head_hash), in order, each linked to the one before."""
-    out: list[MintedReceipt] = []
+    chained: list[tuple[int, str, bytes, Digest]] = []  # seq, parent, payload bytes, hash
     seq, parent = head_seq, head_hash
-    for approved, token in zip(approvals, tokens, strict=True):
+    for approved in approvals:
         seq += 1
-        payload = build_payload(approved.receipt, seq, parent, minted_at)
-        data = payload_bytes(payload)
+        data = payload_bytes(build_payload(approved.receipt, seq, parent, minted_at))
         digest = receipt_hash(data)
-        out.append(
-            MintedReceipt(
-                org_id=approved.org_id,
-                run_id=approved.run_id,
-                seq=seq,
-                receipt_hash=digest,
-                parent_hash=parent,
-                payload=data,
-                signature=sign(bytes.fromhex(digest.removeprefix("sha256:"))),
-                approval_event_id=approved.event_id,
-                minted_event_id=minted_event_id(approved.event_id),
-                share_token=token,
-            )
-        )
+        chained.append((seq, parent, data, digest))
         parent = digest
-    return out
+    # Each link needs only the previous hash, so the signatures wait for the whole batch.
+    signatures = sign_all([bytes.fromhex(digest.removeprefix("sha256:")) for *_, digest in chained])
+    return [
+        MintedReceipt(
+            org_id=approved.org_id,
+            run_id=approved.run_id,
+            seq=seq,
+            receipt_hash=digest,
+            parent_hash=parent,
+            payload=data,
+            signature=signature,
+            approval_event_id=approved.event_id,
+            minted_event_id=minted_event_id(approved.event_id),
+            share_token=token,
+        )
+        for approved, token, (seq, parent, data, digest), signature in zip(
+            approvals, tokens, chained, signatures, strict=True
+        )
+    ]

@@ -1,0 +1,79 @@
+"""`publish_events` on a real nats-server: atomic batches, stored once, all or nothing."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+
+import pytest
+from faststream.nats import NatsBroker
+
+from defendable_canonical.events import CommandRefused
+from defendable_canonical.subjects import RUNS_STREAM, event_subject
+from defendable_runtime.messaging import (
+    ATOMIC_BATCH_MAX,
+    MAX_MESSAGE_BYTES,
+    BatchRefused,
+    ensure_streams,
+    jetstream,
+    make_broker,
+    publish_events,
+)
+from defendable_stack.servers import Stack
+
+
+@pytest.fixture
+async def broker(stack: Stack) -> AsyncIterator[NatsBroker]:
+    broker = make_broker(stack.nats_url)
+    await ensure_streams(broker)
+    yield broker
+    await broker.stop()
+
+
+def refusals(org_id: str, start: int, count: int, reason: str = "test") -> list[CommandRefused]:
+    return [
+        CommandRefused(
+            event_id=f"ev_{org_id}_{i}",
+            org_id=org_id,
+            run_id=f"run_{i}",
+            occurred_at="2026-12-01T00:00:00.000Z",
+            producer="test",
+            command_id=f"cmd_{i}",
+            command_type="Submit",
+            reason=reason,
+        )
+        for i in range(start, start + count)
+    ]
+
+
+async def stored(broker: NatsBroker, org_id: str) -> dict[str, int]:
+    """Messages per subject in RUNS for this org."""
+    info = await jetstream(broker).stream_info(RUNS_STREAM, subjects_filter=f"run.refused.{org_id}.>")
+    return dict(info.state.subjects or {})
+
+
+async def test_many_events_are_stored_once_each_across_batches(broker: NatsBroker) -> None:
+    org_id = "org_" + secrets.token_hex(6)
+    events = refusals(org_id, 0, ATOMIC_BATCH_MAX + 250)  # two batches: the server's limit is per batch
+    await publish_events(broker, events)
+    assert await stored(broker, org_id) == {event_subject(e): 1 for e in events}
+
+
+async def test_republishing_stores_only_what_is_new(broker: NatsBroker) -> None:
+    """A redelivery re-publishes events already stored: the batch is refused whole by
+    JetStream, and the one-by-one fallback lets the duplicate window drop exactly those."""
+    org_id = "org_" + secrets.token_hex(6)
+    first = refusals(org_id, 0, 40)
+    await publish_events(broker, first)
+    again = refusals(org_id, 20, 40)  # 20 already stored, 20 new
+    await publish_events(broker, again)
+    assert await stored(broker, org_id) == {event_subject(e): 1 for e in refusals(org_id, 0, 60)}
+
+
+async def test_a_refused_batch_stores_nothing(broker: NatsBroker) -> None:
+    org_id = "org_" + secrets.token_hex(6)
+    events = refusals(org_id, 0, 10)
+    events[5] = refusals(org_id, 5, 1, reason="x" * (MAX_MESSAGE_BYTES + 1))[0]  # over the stream's limit
+    with pytest.raises(BatchRefused):
+        await publish_events(broker, events)
+    assert await stored(broker, org_id) == {}
