@@ -1,4 +1,7 @@
-"""`python -m bench [--quick]`: measure, then write bench/results/latest.json.
+"""`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
+
+`--only` (micro, baselines, pipeline, ledger) measures just those parts, for quick
+before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
 2. a fresh stack (servers + five services) on free ports; 3. raw baselines
@@ -34,6 +37,7 @@ from .micro import micro
 from .pipeline import full_runs, ledger_mints
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
+PARTS = ["micro", "baselines", "pipeline", "ledger"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
@@ -56,10 +60,10 @@ def cpu_model() -> str:
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
     """User+system CPU of each process and its children (PostgreSQL backends), plus this client."""
     out: dict[str, float] = {}
-    for name, pid in {**pids, "bench client (httpx)": os.getpid()}.items():
+    for name, pid in {**pids, "bench client": os.getpid()}.items():
         try:
             root = psutil.Process(pid)
-            family = [root, *root.children(recursive=True)] if name != "bench client (httpx)" else [root]
+            family = [root, *root.children(recursive=True)] if name != "bench client" else [root]
             out[name] = sum(p.cpu_times().user + p.cpu_times().system for p in family)
         except psutil.Error:
             out[name] = 0.0
@@ -81,11 +85,28 @@ def wait_ready(url: str, timeout: float = 60.0) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="measure only these parts")
     args = parser.parse_args()
+    parts = set(args.only)
     started = datetime.now(UTC).isoformat(timespec="seconds")
-    print("bench: in-process figures (canonical, chain, render)", flush=True)
-    figures: dict[str, Any] = {"micro": micro(args.quick)}
+    figures: dict[str, Any] = {}
+    if "micro" in parts:
+        print("bench: in-process figures (canonical, chain, render)", flush=True)
+        figures["micro"] = micro(args.quick)
+    if parts & {"baselines", "pipeline", "ledger"}:
+        figures |= stack_figures(parts, args.quick)
+    if parts != set(PARTS):
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "partial.json").write_text(json.dumps({"started_at": started, **figures}, indent=2) + "\n")
+        print(json.dumps(figures, indent=2))
+        print(f"bench: wrote {RESULTS / 'partial.json'}")
+        return 0
+    return write_results(started, args.quick, figures)
 
+
+def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
+    """The figures that need a running stack: a fresh one on free ports, stopped after."""
+    figures: dict[str, Any] = {}
     base = Path(tempfile.mkdtemp(prefix="defendable-bench-"))
     stack = start_stack(base)
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -105,26 +126,29 @@ def main() -> int:
             start(name)
         wait_ready(url)
         time.sleep(1.0)  # let every consumer attach
-        print("bench: raw baselines on the same servers", flush=True)
-        figures["baselines"] = asyncio.run(baselines(stack.env(), url, args.quick))
-        print("bench: sustained full runs", flush=True)
-        pids = {name: proc.pid for name, proc in procs.items()} | {s.name: s.pid for s in stack.servers}
-        before = cpu_seconds(pids)
-        runs = 100 if args.quick else 600
-        figures["pipeline"] = asyncio.run(full_runs(stack.env(), url, runs, 48))
-        after = cpu_seconds(pids)
-        # What bounds throughput: CPU milliseconds each part spends per full run (all on one 2-core box).
-        figures["pipeline"]["cpu_ms_per_run"] = {
-            name: round(1000 * (after[name] - before.get(name, 0.0)) / runs, 2) for name in after
-        }
-        print("bench: ledger mints/s for one org", flush=True)
-        # Last, and with render and the gateway stopped: the 10,000 Minted events
-        # would otherwise keep them busy and measure their cost, not the ledger's.
-        stop("render")
-        stop("gateway")
-        figures["ledger"] = asyncio.run(
-            ledger_mints(stack.env(), 2_000 if args.quick else 10_000, lambda: stop("ledger"), lambda: start("ledger"))
-        )
+        if "baselines" in parts:
+            print("bench: raw baselines on the same servers", flush=True)
+            figures["baselines"] = asyncio.run(baselines(stack.env(), url, quick))
+        if "pipeline" in parts:
+            print("bench: sustained full runs", flush=True)
+            pids = {name: proc.pid for name, proc in procs.items()} | {s.name: s.pid for s in stack.servers}
+            before = cpu_seconds(pids)
+            runs = 100 if quick else 600
+            figures["pipeline"] = asyncio.run(full_runs(stack.env(), url, runs, 48))
+            after = cpu_seconds(pids)
+            # What bounds throughput: CPU milliseconds each part spends per full run (all on one 2-core box).
+            figures["pipeline"]["cpu_ms_per_run"] = {
+                name: round(1000 * (after[name] - before.get(name, 0.0)) / runs, 2) for name in after
+            }
+        if "ledger" in parts:
+            print("bench: ledger mints/s for one org", flush=True)
+            # Last, and with render and the gateway stopped: the Minted events would
+            # otherwise keep them busy and measure their cost, not the ledger's.
+            stop("render")
+            stop("gateway")
+            figures["ledger"] = asyncio.run(
+                ledger_mints(stack.env(), 4_000 if quick else 20_000, lambda: stop("ledger"), lambda: start("ledger"))
+            )
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -136,7 +160,10 @@ def main() -> int:
                 proc.kill()
         stack.stop()
         shutil.rmtree(base, ignore_errors=True)
+    return figures
 
+
+def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
     reached = {
         "full_runs_per_s": figures["pipeline"]["full_runs_per_s"],
         "ledger_mints_per_s": figures["ledger"]["mints_per_s"],
@@ -147,7 +174,7 @@ def main() -> int:
     }
     result = {
         "started_at": started,
-        "quick": args.quick,
+        "quick": quick,
         "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "python": platform.python_version()},
         "targets": TARGETS,
         "reached": reached,

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import aioboto3
+import aiohttp
 import asyncpg
-import httpx
 import nats
 from botocore.config import Config
 from nats.js.api import StorageType, StreamConfig
@@ -80,12 +80,13 @@ async def raw_s3_puts(env: dict[str, str], n: int = 600, concurrency: int = 16) 
 
 async def raw_http(base_url: str, n: int = 3_000, concurrency: int = 32) -> float:
     """Requests/s to the gateway's /healthz: Litestar + uvicorn with no work behind it."""
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency)) as client:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as client:
         sem = asyncio.Semaphore(concurrency)
 
         async def get() -> None:
-            async with sem:
-                (await client.get(f"{base_url}/healthz")).raise_for_status()
+            async with sem, client.get(f"{base_url}/healthz") as response:
+                response.raise_for_status()
+                await response.read()
 
         start = time.perf_counter()
         await asyncio.gather(*(get() for _ in range(n)))
