@@ -18,7 +18,15 @@ import pytest
 from botocore.config import Config
 from nats.aio.client import Client as Nats
 
-from defendable_canonical.events import AttachEvidence, Command, CommandRefused, Submit, encode, event_decoder
+from defendable_canonical.events import (
+    MAX_INLINE_EVIDENCE_BYTES,
+    AttachEvidence,
+    Command,
+    CommandRefused,
+    Submit,
+    encode,
+    event_decoder,
+)
 from defendable_canonical.subjects import ingest_subject
 from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
@@ -167,3 +175,66 @@ async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_
     assert run["stage"] == "created" and run["submission_sha256"] is None
     assert evidence_id not in {e["evidence_id"] for e in run["evidence"]}
     assert [r["command"] for r in run["refusals"]] == ["AttachEvidence", "Submit"]
+
+
+async def test_inline_evidence_streamed_with_a_wrong_hash_is_refused_and_with_its_own_hash_is_stored(
+    submitter: Client, org: CreatedOrg, stack: Stack, bus: Nats
+) -> None:
+    """Small evidence rides inside the command (no S3 staging): intake re-hashes those bytes too."""
+    run_id = await create(submitter)
+    await submitter.wait_for(run_id, ("created",))
+    data = os.urandom(3000)
+    actual, declared = hex_of(data), hex_of(os.urandom(3000))
+    refusals = await bus.jetstream().subscribe(f"run.refused.{org.org_id}.{run_id}", ordered_consumer=True)
+    attached = await bus.jetstream().subscribe(f"run.evidence.{org.org_id}.{run_id}", ordered_consumer=True)
+
+    def attach(sha256: str, **where: Any) -> AttachEvidence:
+        return AttachEvidence(
+            **base(org.org_id, run_id),
+            evidence_id="ev_" + secrets.token_hex(12),
+            kind="file",
+            name="inline.bin",
+            media_type="application/octet-stream",
+            size=len(data),
+            sha256=f"sha256:{sha256}",
+            **where,
+        )
+
+    forged = attach(declared, content=data)
+    await publish(bus, forged)
+    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
+    assert isinstance(refused, CommandRefused) and refused.command_id == forged.command_id
+    assert actual in refused.reason and declared in refused.reason, refused.reason
+    assert_nothing_stored(stack, org.org_id, declared, actual)
+
+    both = attach(actual, content=data, staging_key=f"staging/{org.org_id}/x")  # ambiguous: refused
+    await publish(bus, both)
+    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
+    assert isinstance(refused, CommandRefused) and refused.command_id == both.command_id
+    assert "exactly one of content and staging_key" in refused.reason, refused.reason
+
+    honest = attach(actual, content=data)
+    await publish(bus, honest)
+    event = event_decoder.decode((await attached.next_msg(timeout=15)).data)
+    assert event.causation_id == honest.command_id
+    assert s3_keys(stack, f"evidence/sha256/{actual}") == [f"evidence/sha256/{actual}"]
+    assert s3_keys(stack, f"staging/{org.org_id}/") == []
+
+
+async def test_evidence_over_the_inline_limit_is_staged_in_s3_then_promoted_to_its_content_address(
+    submitter: Client, org: CreatedOrg, stack: Stack
+) -> None:
+    run_id = await create(submitter)
+    data = os.urandom(MAX_INLINE_EVIDENCE_BYTES + 1)
+    accepted = await submitter.add_file(run_id, "large.bin", data)
+    assert accepted["sha256"] == f"sha256:{hex_of(data)}" and accepted["size"] == len(data)
+    await submitter.wait_for(run_id, ("created",))
+    key = f"evidence/sha256/{hex_of(data)}"
+    for _ in range(100):
+        if s3_keys(stack, key) and not s3_keys(stack, f"staging/{org.org_id}/"):
+            break
+        await asyncio.sleep(0.1)
+    assert s3_keys(stack, key) == [key]
+    assert s3_keys(stack, f"staging/{org.org_id}/") == []  # promoted, then the staged copy deleted
+    body = s3_client(stack).get_object(Bucket=stack.s3_bucket, Key=key)["Body"].read()  # type: ignore[attr-defined]  # boto3 is untyped
+    assert body == data

@@ -60,8 +60,15 @@ class CreateRun(Command, frozen=True, kw_only=True, tag=True):
     assignment: str = ""
 
 
+# Evidence up to this size may travel inside its AttachEvidence command (base64 in JSON:
+# ~342 KiB, well inside JetStream's 1 MiB messages) instead of being staged in S3 first.
+MAX_INLINE_EVIDENCE_BYTES = 256 * 1024
+
+
 class AttachEvidence(Command, frozen=True, kw_only=True, tag=True):
-    """Bytes already sit in S3 at `staging_key`; intake re-hashes them before admitting."""
+    """The bytes are either inline (`content`, small evidence) or already in S3 at
+    `staging_key` (large evidence); exactly one is set. Intake re-hashes them either way
+    before admitting, and stores them under their content-addressed key."""
 
     evidence_id: str
     kind: EvidenceKind
@@ -69,7 +76,8 @@ class AttachEvidence(Command, frozen=True, kw_only=True, tag=True):
     media_type: str
     size: int
     sha256: str
-    staging_key: str
+    staging_key: str | None = None
+    content: bytes | None = None
 
 
 class Submit(Command, frozen=True, kw_only=True, tag=True):

@@ -79,12 +79,15 @@ class BlobStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         await self._client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
 
-    async def put_stream(self, key: str, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
-        """Stream chunks to `key`, hashing as they pass; returns (sha256 hex, size).
+    async def put_stream(
+        self, key: str, chunks: AsyncIterator[bytes], limit: int, *, inline_max: int = 0
+    ) -> tuple[str, int, bytes | None]:
+        """Stream chunks to `key`, hashing as they pass; returns (sha256 hex, size, inline).
 
-        Small bodies go in one PUT; larger ones as an S3 multipart upload, so
-        memory stays at one part whatever the size. Over `limit` → BlobTooLarge
-        and nothing is left behind.
+        A body of at most `inline_max` bytes is not stored at all: it comes back as
+        `inline` (else None) for the caller to send on. Other small bodies go in one
+        PUT; larger ones as an S3 multipart upload, so memory stays at one part
+        whatever the size. Over `limit` → BlobTooLarge and nothing is left behind.
         """
         hasher = hashlib.sha256()
         size = 0
@@ -107,6 +110,8 @@ class BlobStore:
                     )
                     parts.append({"ETag": part["ETag"], "PartNumber": len(parts) + 1})
                     buffer.clear()
+            if upload_id is None and size <= inline_max:
+                return hasher.hexdigest(), size, bytes(buffer)
             if upload_id is None:
                 await self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(buffer))
             else:
@@ -122,7 +127,7 @@ class BlobStore:
             if upload_id is not None:
                 await self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
             raise
-        return hasher.hexdigest(), size
+        return hasher.hexdigest(), size, None
 
     async def hash_object(self, key: str) -> tuple[str, int] | None:
         """Re-read an object in chunks and hash it; None when it does not exist."""

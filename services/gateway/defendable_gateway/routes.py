@@ -23,7 +23,7 @@ from litestar.params import Parameter
 from litestar.plugins.problem_details import ProblemDetailsException
 
 from defendable_canonical import jcs
-from defendable_canonical.events import AttachEvidence, Command, CreateRun, Decide, Submit
+from defendable_canonical.events import MAX_INLINE_EVIDENCE_BYTES, AttachEvidence, Command, CreateRun, Decide, Submit
 from defendable_canonical.model import AgentProfile, FlightSheetRef
 from defendable_canonical.subjects import LEDGER_VERIFY, REFEREE_FLIGHT_SHEET
 from defendable_runtime.settings import Settings
@@ -222,11 +222,14 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
     content_type = request.headers.get("content-type", "application/octet-stream")
     declared = request.headers.get("x-content-sha256")
     limit = res.settings.max_evidence_bytes
+    inline_max = MAX_INLINE_EVIDENCE_BYTES  # small evidence rides in the command: no S3 staging round trips
     kind = "file"
     try:
         if content_type.startswith("multipart/form-data"):
             form = MultipartFile(content_type)
-            sha, size = await res.blobs.put_stream(staging_key, form.file_chunks(request.stream()), limit)
+            sha, size, inline = await res.blobs.put_stream(
+                staging_key, form.file_chunks(request.stream()), limit, inline_max=inline_max
+            )
             name = form.fields.get("name") or form.filename or "upload"
             media_type = form.file_media_type
             declared = form.fields.get("sha256") or declared
@@ -237,11 +240,11 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
             note = msgspec.json.decode(body, type=EvidenceNote)
             data = jcs.canonicalize(msgspec.to_builtins(note))
             name, media_type, kind = note.name, "application/json", note.kind
-            sha, size = await res.blobs.put_stream(staging_key, _one(data), limit)
+            sha, size, inline = await res.blobs.put_stream(staging_key, _one(data), limit, inline_max=inline_max)
         else:
             name = request.query_params.get("name") or "upload"
             media_type = content_type.split(";")[0].strip() or "application/octet-stream"
-            sha, size = await res.blobs.put_stream(staging_key, request.stream(), limit)
+            sha, size, inline = await res.blobs.put_stream(staging_key, request.stream(), limit, inline_max=inline_max)
     except BlobTooLarge as exc:
         await res.blobs.delete(staging_key)
         raise problem(413, f"evidence exceeds the limit of {exc.limit} bytes") from exc
@@ -277,7 +280,8 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
             media_type=media_type,
             size=size,
             sha256="sha256:" + sha,
-            staging_key=staging_key,
+            staging_key=None if inline is not None else staging_key,
+            content=inline,
         )
     )
     return EvidenceAccepted(evidence_id=evidence_id, sha256="sha256:" + sha, size=size)

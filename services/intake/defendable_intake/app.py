@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -253,25 +254,20 @@ def canonical_submission(command: Submit) -> bytes:
 
 
 async def stage_evidence(command: AttachEvidence) -> tuple[EvidenceRef, str]:
-    """Re-hash the staged bytes server-side; only matching bytes reach their content-addressed key."""
+    """Re-hash the bytes server-side; only matching bytes reach their content-addressed key."""
     declared = command.sha256.removeprefix("sha256:")
     key = evidence_key(declared)
-    hashed = await res.blobs.hash_object(command.staging_key)
-    if hashed is None:
-        # A redelivery after a crash may find the staging object already promoted.
-        if await res.blobs.hash_object(key) != (declared, command.size):
-            raise Refusal(f"evidence {command.evidence_id}: no staged bytes at {command.staging_key}")
-    else:
-        actual, size = hashed
-        if (actual, size) != (declared, command.size):
-            await res.blobs.delete(command.staging_key)
-            raise Refusal(
-                f"evidence {command.evidence_id}: bytes hash to sha256:{actual} ({size} bytes) but were declared as "
-                f"{command.sha256} ({command.size} bytes); nothing was stored"
-            )
-        if not await res.blobs.exists(key):
-            await res.blobs.copy(command.staging_key, key)
-        await res.blobs.delete(command.staging_key)
+    match command.content, command.staging_key:
+        case bytes() as content, None:
+            actual, size = hashlib.sha256(content).hexdigest(), len(content)
+            if (actual, size) != (declared, command.size):
+                raise Refusal(mismatch(command, actual, size))
+            # Content-addressed: writing the same bytes again (a redelivery) changes nothing.
+            await res.blobs.put_bytes(key, content)
+        case None, str() as staging_key:
+            await promote_staged(command, staging_key, declared, key)
+        case _:
+            raise Refusal(f"evidence {command.evidence_id}: send exactly one of content and staging_key")
     ref = EvidenceRef(
         id=command.evidence_id,
         name=command.name,
@@ -280,6 +276,29 @@ async def stage_evidence(command: AttachEvidence) -> tuple[EvidenceRef, str]:
         sha256="sha256:" + declared,
     )
     return ref, key
+
+
+async def promote_staged(command: AttachEvidence, staging_key: str, declared: str, key: str) -> None:
+    hashed = await res.blobs.hash_object(staging_key)
+    if hashed is None:
+        # A redelivery after a crash may find the staging object already promoted.
+        if await res.blobs.hash_object(key) != (declared, command.size):
+            raise Refusal(f"evidence {command.evidence_id}: no staged bytes at {staging_key}")
+        return
+    actual, size = hashed
+    if (actual, size) != (declared, command.size):
+        await res.blobs.delete(staging_key)
+        raise Refusal(mismatch(command, actual, size))
+    if not await res.blobs.exists(key):
+        await res.blobs.copy(staging_key, key)
+    await res.blobs.delete(staging_key)
+
+
+def mismatch(command: AttachEvidence, actual: str, size: int) -> str:
+    return (
+        f"evidence {command.evidence_id}: bytes hash to sha256:{actual} ({size} bytes) but were declared as "
+        f"{command.sha256} ({command.size} bytes); nothing was stored"
+    )
 
 
 async def record_verdict(raw: Msg) -> None:
