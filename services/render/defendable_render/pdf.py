@@ -16,6 +16,7 @@ Byte identity holds for a given fpdf2 / fontTools / zlib; a library upgrade may 
 from __future__ import annotations
 
 import io
+import string
 import threading
 import zlib
 from collections import OrderedDict, defaultdict
@@ -241,6 +242,10 @@ _FPDF_DROPPED_TABLES = [
 ]  # fmt: skip
 
 
+# Letters, digits and the punctuation of ids, hashes (hex), signatures (base64url) and dates.
+BASE_ALPHABET = string.ascii_letters + string.digits + " -_:.,+/=%()"
+
+
 class ReceiptPDF(FPDF):
     """FPDF with the receipt footer and either reused (default) or freshly parsed fonts."""
 
@@ -268,6 +273,15 @@ class ReceiptPDF(FPDF):
         self.cell(25, 4, f"Page {self.page_no()} of {{nb}}", align="R")
 
     def render(self) -> bytes:
+        # Every used face embeds the same base alphabet whether or not this document drew
+        # each letter: ids, hashes, signatures and timestamps vary per receipt, so the
+        # exact glyph set used to vary with them, and each new set meant a fresh subset
+        # of the font (the cache in `_font_program` missed on nearly every receipt).
+        # Both font paths pick the same glyphs here, so their bytes stay identical.
+        for font in self.fonts.values():
+            if isinstance(font, TTFFont) and font.subset.items():
+                for char in BASE_ALPHABET:
+                    font.subset.pick(ord(char))
         return bytes(self.output(output_producer_class=_CuttingProducer))
 
 
