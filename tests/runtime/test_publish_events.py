@@ -1,7 +1,8 @@
-"""`publish_events` on a real nats-server: atomic batches, stored once, all or nothing."""
+"""Publishing on a real nats-server: group-committed atomic batches, each message stored once."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 
@@ -10,13 +11,13 @@ from faststream.nats import NatsBroker
 
 from defendable_canonical.events import CommandRefused
 from defendable_canonical.subjects import RUNS_STREAM, event_subject
+from defendable_runtime.batching import ATOMIC_BATCH_MAX, PublishRefused
 from defendable_runtime.messaging import (
-    ATOMIC_BATCH_MAX,
     MAX_MESSAGE_BYTES,
-    BatchRefused,
     ensure_streams,
     jetstream,
     make_broker,
+    publish_event,
     publish_events,
 )
 from defendable_stack.servers import Stack
@@ -70,10 +71,27 @@ async def test_republishing_stores_only_what_is_new(broker: NatsBroker) -> None:
     assert await stored(broker, org_id) == {event_subject(e): 1 for e in refusals(org_id, 0, 60)}
 
 
-async def test_a_refused_batch_stores_nothing(broker: NatsBroker) -> None:
+async def test_a_message_jetstream_refuses_fails_alone(broker: NatsBroker) -> None:
+    """The batch holding it is refused whole; its other messages are then stored one by one,
+    so one bad message never fails the messages of other callers that shared its batch."""
     org_id = "org_" + secrets.token_hex(6)
     events = refusals(org_id, 0, 10)
     events[5] = refusals(org_id, 5, 1, reason="x" * (MAX_MESSAGE_BYTES + 1))[0]  # over the stream's limit
-    with pytest.raises(BatchRefused):
+    with pytest.raises(PublishRefused):
         await publish_events(broker, events)
-    assert await stored(broker, org_id) == {}
+    assert await stored(broker, org_id) == {event_subject(e): 1 for e in events if e is not events[5]}
+
+
+async def test_concurrent_publishes_each_return_once_stored(broker: NatsBroker) -> None:
+    """Many callers at once (coalesced into shared batches): every one returns only after
+    its own event is in the stream, and every event is stored exactly once."""
+    org_id = "org_" + secrets.token_hex(6)
+    events = refusals(org_id, 0, 600)
+
+    async def publish_then_look(event: CommandRefused) -> bool:
+        await publish_event(broker, event)
+        return event_subject(event) in await stored(broker, org_id)
+
+    assert all(await asyncio.gather(*(publish_then_look(e) for e in events[:50])))
+    await asyncio.gather(*(publish_event(broker, e) for e in events))  # the first 50 again, and 550 new
+    assert await stored(broker, org_id) == {event_subject(e): 1 for e in events}
