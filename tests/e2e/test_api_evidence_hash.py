@@ -121,6 +121,21 @@ def base(org_id: str, run_id: str) -> dict[str, Any]:
     }
 
 
+def attach_file(org_id: str, run_id: str, size: int, sha256: str, **where: Any) -> AttachEvidence:
+    """An AttachEvidence for `size` bytes declared as `sha256`; `where` names the bytes
+    (`content` or `staging_key`) and may fix the `evidence_id`."""
+    return AttachEvidence(
+        **base(org_id, run_id),
+        evidence_id=where.pop("evidence_id", "ev_" + secrets.token_hex(12)),
+        kind="file",
+        name="evidence.bin",
+        media_type="application/octet-stream",
+        size=size,
+        sha256=f"sha256:{sha256}",
+        **where,
+    )
+
+
 async def publish(bus: Nats, command: Command) -> None:
     ack = await bus.jetstream().publish(
         ingest_subject(command), encode(command), headers={"Nats-Msg-Id": command.command_id}
@@ -141,16 +156,7 @@ async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_
     assert s3_keys(stack, staging_key) == [staging_key]
 
     refusals = await bus.jetstream().subscribe(f"run.refused.{org.org_id}.{run_id}", ordered_consumer=True)
-    attach = AttachEvidence(
-        **base(org.org_id, run_id),
-        evidence_id=evidence_id,
-        kind="file",
-        name="forged.bin",
-        media_type="application/octet-stream",
-        size=len(data),
-        sha256=f"sha256:{declared}",
-        staging_key=staging_key,
-    )
+    attach = attach_file(org.org_id, run_id, len(data), declared, evidence_id=evidence_id, staging_key=staging_key)
     await publish(bus, attach)
     refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
     assert isinstance(refused, CommandRefused)
@@ -189,16 +195,7 @@ async def test_inline_evidence_streamed_with_a_wrong_hash_is_refused_and_with_it
     attached = await bus.jetstream().subscribe(f"run.evidence.{org.org_id}.{run_id}", ordered_consumer=True)
 
     def attach(sha256: str, **where: Any) -> AttachEvidence:
-        return AttachEvidence(
-            **base(org.org_id, run_id),
-            evidence_id="ev_" + secrets.token_hex(12),
-            kind="file",
-            name="inline.bin",
-            media_type="application/octet-stream",
-            size=len(data),
-            sha256=f"sha256:{sha256}",
-            **where,
-        )
+        return attach_file(org.org_id, run_id, len(data), sha256, **where)
 
     forged = attach(declared, content=data)
     await publish(bus, forged)

@@ -257,10 +257,12 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
         name = name[:200]
     if declared is not None:
         if not _SHA_HEX.fullmatch(declared.strip()):
-            await res.blobs.delete(staging_key)
+            if inline is None:  # inline bytes were never staged
+                await res.blobs.delete(staging_key)
             raise problem(400, "a declared sha256 must be 64 lowercase hex characters, optionally prefixed sha256:")
         if declared.strip().removeprefix("sha256:") != sha:
-            await res.blobs.delete(staging_key)
+            if inline is None:
+                await res.blobs.delete(staging_key)
             raise problem(
                 422,
                 f"evidence bytes hash to sha256:{sha} ({size} bytes) but were declared as "
