@@ -153,3 +153,35 @@ def test_long_values_wrap_instead_of_being_cut(tmp_path: Path) -> None:
 
 def test_bench_render_reports_a_positive_rate() -> None:
     assert bench_render(2) > 0
+
+
+@pytest.mark.parametrize("reuse_fonts", [True, False])
+def test_lean_text_path_writes_what_fpdf2_text_writes(reuse_fonts: bool) -> None:
+    """The layout's copy of fpdf2's ``text``/``set_font`` emits the operators fpdf2 does,
+    for text that repeats, escapes, changes font and colour, and lacks glyphs."""
+    from defendable_render.pdf import ReceiptPDF, _Writer
+
+    texts = [
+        ("sans", "", 9.0, (30, 30, 30), "Receipt (seq 7) \\ backslash"),
+        ("sans", "B", 11.0, (200, 40, 40), f"{APPROVER} approved"),
+        ("mono", "", 8.0, (30, 30, 30), "sha256:0f3a… ⟨a⟩"),
+        ("sans", "", 9.0, (0, 0, 0), f"{PROJECT} Receipt again 李"),
+        ("sans", "", 9.0, (0, 0, 0), ""),
+    ]
+
+    def draw(lean: bool) -> bytes:
+        pdf = ReceiptPDF("footer", reuse_fonts=reuse_fonts)
+        pdf.add_page()
+        writer = _Writer(pdf)
+        for i, (family, style, size, rgb, text) in enumerate(texts):
+            if lean:
+                writer.font(family, style, size, rgb)
+                writer._text(20, 20 + 10 * i, 6, text)
+            else:
+                pdf.set_font(family, style, size)
+                pdf.set_text_color(*rgb)
+                if text:
+                    pdf.text(20, 20 + 10 * i + 3 + 0.3 * pdf.font_size, text)
+        return pdf.render()
+
+    assert draw(lean=True) == draw(lean=False)

@@ -22,13 +22,15 @@ import zlib
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import msgspec
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]  # fontTools ships no type information
 from fpdf import FPDF
+from fpdf.drawing_primitives import DeviceCMYK, DeviceGray, DeviceRGB, convert_to_device_color
+from fpdf.enums import TextMode
 from fpdf.fonts import SubsetMap, TTFFont
 from fpdf.output import (
     CIDSystemInfo,
@@ -165,10 +167,7 @@ class _CuttingProducer(OutputProducer):
         self._add_pdf_obj(descriptor, "fonts")
         cid_font.font_descriptor = descriptor
 
-        cid_to_gid = bytearray(2 * 65536)
-        for code, gid in code_to_glyph.items():
-            cid_to_gid[2 * code : 2 * code + 2] = gid.to_bytes(2, "big")
-        cid_to_gid_obj = PDFContentStream(contents=cid_to_gid, compress=True)
+        cid_to_gid_obj = _DeflatedStream(_cid_to_gid_map(tuple(sorted(code_to_glyph.items()))))
         self._add_pdf_obj(cid_to_gid_obj, "fonts")
         cid_font.c_i_d_to_g_i_d_map = cid_to_gid_obj
 
@@ -178,11 +177,38 @@ class _CuttingProducer(OutputProducer):
         return composite
 
 
+@cache
+def _text_color(rgb: tuple[int, int, int]) -> DeviceRGB | DeviceGray | DeviceCMYK:
+    """What ``set_text_color(*rgb)`` stores (a grey when r == g == b), built once."""
+    return convert_to_device_color(*rgb)
+
+
 def _utf16_hex(code: int) -> str:
     """A code point as UTF-16BE hex, surrogate pair above the BMP (fpdf2's ``format_code``)."""
     if code > 0xFFFF:
         return f"{0xD800 | (code - 0x10000) >> 10:04X}{0xDC00 | (code & 0x3FF):04X}"
     return f"{code:04X}"
+
+
+class _DeflatedStream(PDFContentStream):
+    """``PDFContentStream(contents, compress=True)`` over contents deflated beforehand."""
+
+    def __init__(self, compressed: bytes) -> None:
+        PDFContentStream.__init__(self, b"")
+        self._contents = compressed
+        self.filter = Name("FlateDecode")
+        self.length = len(compressed)
+
+
+@lru_cache(maxsize=256)
+def _cid_to_gid_map(code_to_glyph: tuple[tuple[int, int], ...]) -> bytes:
+    """The deflated CIDToGIDMap: 2 bytes per code, 128 KiB before deflating, so deflating it
+    was ~0.7 ms per face per document. Receipts draw their text in the same order, so the
+    same few code assignments recur; the value is a pure function of the key."""
+    cid_to_gid = bytearray(2 * 65536)
+    for code, gid in code_to_glyph:
+        cid_to_gid[2 * code : 2 * code + 2] = gid.to_bytes(2, "big")
+    return zlib.compress(cid_to_gid, level=PDFContentStream._COMPRESSION_LEVEL)
 
 
 class _CompressedFontStream(PDFFontStream):
@@ -358,6 +384,9 @@ class _Writer:
 
     def __init__(self, pdf: ReceiptPDF) -> None:
         self.pdf = pdf
+        # Per face: code point -> the character fpdf2's subset maps it to ("" when the face
+        # lacks it), as a ``str.translate`` table; ``seen`` holds the same keys as text.
+        self._codes: dict[str, tuple[dict[int, str], set[str]]] = {}
 
     @property
     def width(self) -> float:
@@ -385,8 +414,20 @@ class _Writer:
         self.pdf.set_xy(x, y)
 
     def font(self, family: str, style: str, size: float, rgb: tuple[int, int, int] = (30, 30, 30)) -> None:
-        self.pdf.set_font(family, style, size)
-        self.pdf.set_text_color(*rgb)
+        pdf = self.pdf
+        # The layout sets font and colour before nearly every cell; most calls change
+        # nothing, and fpdf2's setters normalise their arguments each time regardless.
+        if not (pdf.font_family == family and pdf.font_style == style and pdf.font_size_pt == size):
+            font = pdf.fonts.get(family + style)
+            if style in ("", "B") and isinstance(font, TTFFont):
+                # fpdf2 2.8.9's ``set_font`` for a loaded face, bold or regular, once its
+                # argument normalisation is done (the layout passes normalised names).
+                pdf.font_family, pdf.font_style, pdf.font_size_pt = family, style, size
+                pdf.underline = pdf.strikethrough = False
+                pdf.current_font, pdf.current_font_is_set_on_page = font, False
+            else:
+                pdf.set_font(family, style, size)
+        pdf.text_color = _text_color(rgb)  # what set_text_color(*rgb) stores
 
     def lines(self, width: float, text: str) -> Sequence[str]:
         """Greedy word wrap of ``text`` in the current font; over-long words break between characters.
@@ -401,7 +442,7 @@ class _Writer:
 
         def measure(text: str) -> float:
             # The same sum fpdf2's get_string_width does for a TTF font without shaping.
-            return sum(cw[ord(ch)] for ch in text) * scale
+            return sum(map(cw.__getitem__, map(ord, text))) * scale
 
         space = measure(" ")
         out: list[str] = []
@@ -455,8 +496,44 @@ class _Writer:
 
     def _text(self, x: float, top: float, height: float, text: str) -> None:
         # fpdf2's cell baseline: box middle + 0.3 font size (fpdf.py, _render_styled_text_line).
-        if text:
-            self.pdf.text(x, top + 0.5 * height + 0.3 * float(self.pdf.font_size), text)
+        if not text:
+            return
+        pdf = self.pdf
+        y = top + 0.5 * height + 0.3 * float(pdf.font_size)
+        font = pdf.current_font
+        plain = (
+            isinstance(font, TTFFont)
+            and not (font.is_symbol or font.color_font)
+            and pdf.text_mode == TextMode.FILL
+            and not (pdf.underline or pdf.strikethrough or pdf._record_text_quad_points)
+            and pdf.page
+        )
+        if not plain:
+            pdf.text(x, y, text)
+            return
+        assert isinstance(font, TTFFont)
+        # fpdf2 2.8.9's ``text`` for exactly this case, the same operators byte for byte:
+        # it was half the render time, mostly argument checks and a string built by +=.
+        if not pdf.current_font_is_set_on_page:
+            pdf._out(pdf._set_font_for_page(font, pdf.font_size_pt))
+        mapped = self._subset_codes(font, text)
+        ops = f"BT {x * pdf.k:.2f} {(pdf.h - y) * pdf.k:.2f} Td ({font.escape_text(mapped)}) Tj ET"
+        if pdf.fill_color != pdf.text_color:
+            assert pdf.text_color is not None
+            ops = f"q {pdf.text_color.serialize().lower()} {ops} Q"
+        pdf._out(ops)
+
+    def _subset_codes(self, font: TTFFont, text: str) -> str:
+        """``text`` in the subset's codes, picking unseen characters in reading order as
+        fpdf2's ``encode_text`` does (the order decides each glyph's code)."""
+        table, seen = self._codes.setdefault(font.fontkey, ({}, set()))
+        if not seen.issuperset(text):
+            for char in text:
+                if char not in seen:
+                    code = font.subset.pick(ord(char))
+                    table[ord(char)] = "" if code is None else chr(code)
+                    seen.add(char)
+        return text.translate(table)
 
     def rect(
         self,
