@@ -146,8 +146,15 @@ def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
             # otherwise keep them busy and measure their cost, not the ledger's.
             stop("render")
             stop("gateway")
+            servers = {s.name: s.pid for s in stack.servers}
             figures["ledger"] = asyncio.run(
-                ledger_mints(stack.env(), 4_000 if quick else 20_000, lambda: stop("ledger"), lambda: start("ledger"))
+                ledger_mints(
+                    stack.env(),
+                    4_000 if quick else 20_000,
+                    lambda: stop("ledger"),
+                    lambda: start("ledger"),
+                    lambda: cpu_seconds(servers | {"ledger": procs["ledger"].pid}),
+                )
             )
     finally:
         for proc in procs.values():
