@@ -311,7 +311,9 @@ async def settle(
             return False
         for raw in raws:
             await raw.ack()
-            _failures.pop(_message_key(raw), None)
+        if _failures:  # parsing each message's metadata for its key costs a few µs
+            for raw in raws:
+                _failures.pop(_message_key(raw), None)
         return True
 
 
