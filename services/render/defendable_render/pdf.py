@@ -386,6 +386,9 @@ class _Writer:
         self.pdf = pdf
         # Per face: code point -> the character fpdf2's subset maps it to ("" when the face
         # lacks it), as a ``str.translate`` table; ``seen`` holds the same keys as text.
+        # A face's first selection maps BASE_ALPHABET before any text: codes go in order
+        # of first use, so hashes and ids no longer reorder them from receipt to receipt,
+        # and the code table (the key of the cached CIDToGIDMap) repeats.
         self._codes: dict[str, tuple[dict[int, str], set[str]]] = {}
 
     @property
@@ -427,6 +430,8 @@ class _Writer:
                 pdf.current_font, pdf.current_font_is_set_on_page = font, False
             else:
                 pdf.set_font(family, style, size)
+            if family + style not in self._codes and isinstance(pdf.current_font, TTFFont):
+                self._subset_codes(pdf.current_font, BASE_ALPHABET)
         pdf.text_color = _text_color(rgb)  # what set_text_color(*rgb) stores
 
     def lines(self, width: float, text: str) -> Sequence[str]:
