@@ -430,8 +430,8 @@ class _Writer:
                 pdf.current_font, pdf.current_font_is_set_on_page = font, False
             else:
                 pdf.set_font(family, style, size)
-            if family + style not in self._codes and isinstance(pdf.current_font, TTFFont):
-                self._subset_codes(pdf.current_font, BASE_ALPHABET)
+        if family + style not in self._codes and isinstance(pdf.current_font, TTFFont):
+            self._subset_codes(pdf.current_font, BASE_ALPHABET)
         pdf.text_color = _text_color(rgb)  # what set_text_color(*rgb) stores
 
     def lines(self, width: float, text: str) -> Sequence[str]:
