@@ -203,6 +203,18 @@ def require_open(run: dict[str, Any], what: str) -> None:
         raise problem(409, f"run {run['run_id']} is {run['stage']}: {what} is only accepted before submission")
 
 
+def _declared_hash_problem(declared: str, sha: str, size: int) -> ProblemDetailsException | None:
+    """Why a client's declared SHA-256 refuses the bytes it sent (None: it matches)."""
+    if not _SHA_HEX.fullmatch(declared):
+        return problem(400, "a declared sha256 must be 64 lowercase hex characters, optionally prefixed sha256:")
+    if declared.removeprefix("sha256:") != sha:
+        return problem(
+            422,
+            f"evidence bytes hash to sha256:{sha} ({size} bytes) but were declared as {declared}; nothing was stored",
+        )
+    return None
+
+
 @post(
     "/runs/{run_id:str}/evidence",
     status_code=202,
@@ -255,19 +267,10 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
         raise problem(400, f"invalid evidence note: {exc}") from exc
     if len(name) > 200:
         name = name[:200]
-    if declared is not None:
-        if not _SHA_HEX.fullmatch(declared.strip()):
-            if inline is None:  # inline bytes were never staged
-                await res.blobs.delete(staging_key)
-            raise problem(400, "a declared sha256 must be 64 lowercase hex characters, optionally prefixed sha256:")
-        if declared.strip().removeprefix("sha256:") != sha:
-            if inline is None:
-                await res.blobs.delete(staging_key)
-            raise problem(
-                422,
-                f"evidence bytes hash to sha256:{sha} ({size} bytes) but were declared as "
-                f"{declared.strip()}; nothing was stored",
-            )
+    if declared is not None and (refused := _declared_hash_problem(declared.strip(), sha, size)) is not None:
+        if inline is None:  # inline bytes were never staged
+            await res.blobs.delete(staging_key)
+        raise refused
     base = command_base(principal, run_id)
     await store.record_pending_evidence(
         res.pool, principal.org_id, run_id, evidence_id, name, media_type, kind, size, "sha256:" + sha,
