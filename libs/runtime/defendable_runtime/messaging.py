@@ -183,7 +183,7 @@ def outgoing_event(event: Event) -> Outgoing:
 
 async def publish_event(broker: NatsBroker, event: Event) -> None:
     """Publish to RUNS and return once JetStream stored it (deduplicated by event id)."""
-    await publisher(broker).publish([outgoing_event(event)])
+    await publish_events(broker, [event])
 
 
 async def publish_events(broker: NatsBroker, events: Sequence[Event]) -> None:
