@@ -41,7 +41,9 @@ def derive_id(prefix: str, causation_id: str, *parts: str) -> str:
 # ---------------------------------------------------------------- commands (ingest.<kind>.<org>)
 
 
-class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+# gc=False throughout, as for the records in `model` (see there): no event or command can
+# close a reference cycle, and services hold thousands of them at once.
+class Command(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     """A request for intake to admit. `command_id` is the client's idempotency key."""
 
     command_id: str
@@ -107,7 +109,7 @@ COMMAND_KINDS: dict[type[Command], str] = {
 # ---------------------------------------------------------------- events (run.<event>.<org>.<run>)
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", gc=False):
     event_id: str
     org_id: str
     run_id: str
