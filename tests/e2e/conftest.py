@@ -34,8 +34,9 @@ class Services:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def start(self, name: str) -> subprocess.Popen[bytes]:
-        proc = spawn([sys.executable, "-m", f"defendable_{name}"], self.logs / f"{name}.log", env=self.env)
+    def start(self, name: str, **env: str) -> subprocess.Popen[bytes]:
+        """Start (or restart) a service; `env` adds to the stack's environment for this process."""
+        proc = spawn([sys.executable, "-m", f"defendable_{name}"], self.logs / f"{name}.log", env=self.env | env)
         self.procs[name] = proc
         return proc
 
@@ -48,6 +49,12 @@ class Services:
         proc = self.procs[name]
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+
+    def stop(self, name: str) -> int:
+        """SIGTERM, as a deployment stops a service, and wait for a clean exit; the exit status."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGTERM)
+        return proc.wait(60)
 
     def stop_all(self) -> None:
         for proc in [*self.procs.values(), *self.extra]:

@@ -160,3 +160,44 @@ async def test_ledger_sigkill_with_200_approved_runs_in_flight_mints_each_exactl
     report = await verified_chain(approver)
     assert report["ok"] is True and report["length"] == RUNS and report["first_bad"] is None, report
     await assert_every_run_has_its_receipt(approver, run_ids, rows)
+
+
+ACK_WAIT_S = 30.0  # the consumer's ack_wait: what an approval left unacked waits before it returns
+
+
+@pytest.mark.timeout(900)
+async def test_ledger_stopped_mid_mint_hands_back_what_it_fetched(
+    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
+) -> None:
+    """A graceful stop (SIGTERM) finishes the batches it took and hands back the approvals still
+    waiting for the minter, so a fresh ledger mints them at once, not after the ack wait."""
+    org_id = org.org_id
+    run_ids = await checked_runs(submitter, RUNS)
+    # 1. All 200 approvals queue in JetStream while no ledger runs; then a ledger minting ten per
+    # transaction fetches them all at once and stops at its first committed receipt.
+    assert services.stop("ledger") == 0
+    await approve_all(approver, run_ids)
+    services.start("ledger", LEDGER_MINT_BATCH="10")
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        deadline = time.monotonic() + SETTLE_S
+        while not await conn.fetchval("SELECT count(*) FROM ledger.receipts WHERE org_id = $1", org_id):
+            assert time.monotonic() < deadline, "the restarted ledger minted nothing"
+            await asyncio.sleep(0.01)
+    finally:
+        await conn.close()
+    assert await asyncio.to_thread(services.stop, "ledger") == 0, "the ledger did not exit cleanly on SIGTERM"
+    survived_stop = await receipt_count(stack.database_url, org_id)
+    assert 0 < survived_stop < RUNS, f"the stop must land mid-mint: {survived_stop} of {RUNS} were minted"
+
+    # 2. A fresh ledger mints the rest well before any of it could have come back by the ack wait.
+    restarted = time.monotonic()
+    services.start("ledger")
+    final = await wait_for_receipts(stack.database_url, org_id, RUNS, within=SETTLE_S)
+    took = time.monotonic() - restarted
+    assert final == RUNS, f"{final} receipts for {RUNS} approvals ({survived_stop} before the stop)"
+    assert took < ACK_WAIT_S, f"the rest took {took:.1f} s: the stopped ledger did not hand them back"
+    rows = await receipt_rows(stack.database_url, org_id)
+    assert_one_gapless_receipt_per_run(rows, run_ids)
+    report = await verified_chain(approver)
+    assert report["ok"] is True and report["length"] == RUNS and report["first_bad"] is None, report

@@ -1,17 +1,20 @@
 """Ledger: the single writer of each org's chain.
 
-Plan for one fetched batch of Approved events:
-1. decode each; an undecodable one is dead-lettered on its own;
-2. group by org; per org, in one transaction: lock the head row, skip runs
-   already minted (redelivery), chain the rest after the head, COPY them in,
-   move the head (StaleHead if it moved: retried);
-3. after commit, publish Minted for every approval in the batch as one atomic
-   JetStream batch — re-publishing the stored receipt for redelivered ones,
-   under the same event id;
-4. ack the batch.
-Steps 2-4 of one batch run in the background while the next batch is fetched,
-at most IN_FLIGHT at once: the next batch's database work then overlaps this
-one's publish and acks (the head lock still orders their chains).
+Plan for the approvals fetched from JetStream:
+1. decode each; an undecodable one is dead-lettered on its own; the rest wait in
+   one queue (the consumer stops fetching while BACKLOG of them wait);
+2. the minter takes everything waiting, up to MINT_BATCH, and per org, in one
+   transaction: locks the head row, skips runs already minted (redelivery), chains
+   the rest after the head, COPYs them in, moves the head (StaleHead if it moved:
+   retried);
+3. after commit, Minted for every approval of the batch goes out as atomic JetStream
+   batches (re-publishing the stored receipt for redelivered ones, under the same
+   event id), then the batch is acked.
+The minter takes the next batch as soon as this one has committed, so one batch's
+database work overlaps the previous one's publish and acks (at most PUBLISHING
+committed batches at once). Taking what waits rather than what one fetch returned
+keeps a fetch that came back short from costing a transaction and a publish of
+its own (measured: fetches of 1-300 approvals between full ones).
 Verification of an org's chain is a request-reply question answered here, over
 this service's own table (DESIGN.md §2).
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import secrets
@@ -60,7 +64,9 @@ BATCH = int(os.environ.get("LEDGER_BATCH", "1000"))
 # How long one fetch may gather a batch: longer batches amortise the head lock and
 # the transaction; shorter ones cut approve→minted latency at low load.
 BATCH_WINDOW_S = float(os.environ.get("LEDGER_BATCH_WINDOW_S", "0.02"))
-IN_FLIGHT = 2  # fetched batches being minted at once
+MINT_BATCH = int(os.environ.get("LEDGER_MINT_BATCH", "2000"))  # approvals per transaction
+BACKLOG = 2 * MINT_BATCH  # approvals waiting for the minter before the consumer stops fetching
+PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -70,8 +76,13 @@ app = FastStream(broker)
 class Resources:
     pool: Pool
     signer: Signer
-    slots: asyncio.Semaphore
+    waiting: list[tuple[Msg, Approved]]  # decoded approvals, in fetch order, not yet taken
+    arrived: asyncio.Event  # set when approvals join `waiting`
+    room: asyncio.Event  # set while fewer than BACKLOG approvals wait
+    publishing: asyncio.Semaphore
     minting: set[asyncio.Task[bool]]
+    minter: asyncio.Task[None]
+    closing: bool
 
 
 res = Resources()
@@ -82,15 +93,37 @@ async def open_resources() -> None:
     res.pool = await db.create_pool(settings.database_url, max_size=8)
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     res.signer = await load_signer()
-    res.slots = asyncio.Semaphore(IN_FLIGHT)
-    res.minting = set()
+    res.waiting, res.arrived, res.room = [], asyncio.Event(), asyncio.Event()
+    res.room.set()
+    res.publishing = asyncio.Semaphore(PUBLISHING)
+    res.minting, res.closing = set(), False
+    res.minter = asyncio.create_task(run_minter())
+    res.minter.add_done_callback(_minter_ended)
     await ensure_streams(broker)  # before any consumer starts
 
 
 @app.on_shutdown
 async def close_resources() -> None:
-    await asyncio.gather(*res.minting, return_exceptions=True)  # finish what was fetched
+    # FastStream stops the consumer only after this hook: from here on it hands back.
+    res.closing = True
+    res.minter.cancel()
+    await asyncio.gather(res.minter, *res.minting, return_exceptions=True)  # finish what was taken
+    waiting, res.waiting = res.waiting, []
+    await hand_back([raw for raw, _ in waiting])
+    res.room.set()  # a consumer held by backpressure now holds until the broker stops it
     await res.pool.close()
+
+
+async def hand_back(raws: list[Msg]) -> None:
+    """Approvals fetched but not minted go back to JetStream now, for the next ledger, rather
+    than after the ack wait. (A crash leaves them unacked; they return after the ack wait.)"""
+    if not raws:
+        return
+    log.info("handing back %d approvals not yet minted", len(raws))
+    with contextlib.suppress(Exception):  # NATS itself may be going away
+        for raw in raws:
+            await raw.nak()
+        await broker.config.connection_state.connection.flush()  # before the connection closes
 
 
 async def load_signer() -> Signer:
@@ -107,7 +140,7 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@broker.subscriber(
+approvals_in = broker.subscriber(
     event_filter("approved"),
     stream=RUNS,
     durable="ledger",
@@ -115,6 +148,9 @@ def utc_now() -> str:
     pull_sub=PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
     ack_policy=AckPolicy.MANUAL,
 )
+
+
+@approvals_in
 async def on_approved(msg: NatsBatchMessage) -> None:
     raws: list[Msg] = list(msg.raw_message)
     approvals: list[tuple[Msg, Approved]] = []
@@ -133,37 +169,89 @@ async def on_approved(msg: NatsBatchMessage) -> None:
         approvals.append((raw, event))
     if not approvals:
         return
-    await res.slots.acquire()
+    if res.closing:
+        await hand_back([raw for raw, _ in approvals])
+        await held_until_stopped()
+        return
+    res.waiting += approvals
+    res.arrived.set()
+    while len(res.waiting) >= BACKLOG:  # backpressure: stop fetching until the minter catches up
+        res.room.clear()
+        await res.room.wait()
+        if res.closing:
+            await held_until_stopped()
+            return
+
+
+async def held_until_stopped() -> None:
+    """While shutting down, keep the consumer from fetching again (what a fetch takes while the
+    broker stops would wait out the ack wait) until FastStream stops it, which waits for this."""
+    while approvals_in.running:  # noqa: ASYNC110 - FastStream exposes a flag, not an event
+        await asyncio.sleep(0.01)
+
+
+async def run_minter() -> None:
+    """Take what waits, mint it, and take the next batch once this one has committed."""
+    while True:
+        await res.arrived.wait()
+        res.arrived.clear()
+        while res.waiting:
+            await res.publishing.acquire()  # approvals that arrive meanwhile join this batch
+            taken, res.waiting = res.waiting[:MINT_BATCH], res.waiting[MINT_BATCH:]
+            if len(res.waiting) < BACKLOG:
+                res.room.set()
+            committed, task = start_minting(taken)
+            committed_wait = asyncio.ensure_future(committed.wait())
+            await asyncio.wait({committed_wait, task}, return_when=asyncio.FIRST_COMPLETED)
+            committed_wait.cancel()
+
+
+def _minter_ended(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:  # a bug: nothing would be minted
+        log.critical("the minter stopped; exiting so that a fresh ledger takes over", exc_info=task.exception())
+        os._exit(70)
+
+
+def start_minting(taken: list[tuple[Msg, Approved]]) -> tuple[asyncio.Event, asyncio.Task[bool]]:
+    """Mint and settle `taken` in the background; the event is set once its transactions are over."""
+    committed = asyncio.Event()
+    approvals = [approved for _, approved in taken]
     res.minting.add(
         task := asyncio.create_task(
             settle(
                 broker,
                 SERVICE,
-                [raw for raw, _ in approvals],
-                lambda: mint([a for _, a in approvals]),
+                [raw for raw, _ in taken],
+                lambda: mint(approvals, committed),
                 infra_errors=(*db.INFRA_ERRORS, store.StaleHead),
             )
         )
     )
-    task.add_done_callback(_minted)
+    task.add_done_callback(_settled)
+    return committed, task
 
 
-def _minted(task: asyncio.Task[bool]) -> None:
+def _settled(task: asyncio.Task[bool]) -> None:
     res.minting.discard(task)
-    res.slots.release()
+    res.publishing.release()
     if not task.cancelled() and task.exception() is not None:  # settle handles failures; this is a bug
         log.error("minting a batch failed outside settlement", exc_info=task.exception())
 
 
-async def mint(approvals: list[Approved]) -> None:
+async def mint(approvals: list[Approved], committed: asyncio.Event) -> None:
+    """Chain and commit per org (`committed` is set once that is over, however it ended),
+    then publish Minted for the whole batch."""
     by_org: dict[str, list[Approved]] = defaultdict(list)
     for approved in approvals:
         by_org[approved.org_id].append(approved)
     minted: list[MintedReceipt] = []
-    for org_id, batch in by_org.items():
-        minted += await mint_org(org_id, batch)
+    try:
+        for org_id, batch in by_org.items():
+            minted += await mint_org(org_id, batch)
+    finally:
+        committed.set()
     now = utc_now()
-    await publish_events(broker, [minted_event(r, now) for r in minted])  # one atomic batch, one fsync
+    await publish_events(broker, [minted_event(r, now) for r in minted])  # atomic batches: an fsync each
 
 
 async def mint_org(org_id: str, approvals: list[Approved]) -> list[MintedReceipt]:
