@@ -14,7 +14,6 @@ Durability settings follow DESIGN.md §5: JetStream fsyncs every write
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib.util
 import json
 import os
@@ -145,6 +144,8 @@ def _wait_ready(server: Server, probe: Callable[[], None], timeout: float) -> fl
             )
         try:
             probe()
+        except ServerStartError:
+            raise  # the probe found what no retry mends
         except Exception as exc:
             last = exc
             time.sleep(0.1)
@@ -268,8 +269,20 @@ class S3Server(Server):
         client = self.client()
         client.list_buckets()
         if self.bucket is not None:
-            with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            from botocore.exceptions import ParamValidationError
+
+            try:
                 client.create_bucket(Bucket=self.bucket)
+            except client.exceptions.BucketAlreadyOwnedByYou:
+                pass
+            except (ParamValidationError, client.exceptions.ClientError) as exc:
+                # refused by botocore's own check, or by the server: either way no retry mends it
+                if isinstance(exc, ParamValidationError) or exc.response["Error"]["Code"] == "InvalidBucketName":
+                    raise ServerStartError(
+                        f"S3 refuses the bucket name {self.bucket!r}: set S3_BUCKET to 3-63 lowercase"
+                        f" letters, digits, dots or hyphens ({exc})"
+                    ) from exc
+                raise
             client.put_object(Bucket=self.bucket, Key=".defendable-stack-probe", Body=b"ok")
             client.delete_object(Bucket=self.bucket, Key=".defendable-stack-probe")
 

@@ -19,8 +19,8 @@ import pytest
 from botocore.config import Config
 from nats.js.api import StreamConfig
 
-from defendable_stack.process import become_subreaper, pid_alive, reap
-from defendable_stack.servers import NatsServer, PostgresServer, Stack, stack_from_env
+from defendable_stack.process import ServerStartError, become_subreaper, pid_alive, reap
+from defendable_stack.servers import NatsServer, PostgresServer, Stack, stack_from_env, start_s3
 
 
 def unique(prefix: str) -> str:
@@ -120,6 +120,13 @@ async def test_a_committed_row_survives_a_postgres_crash(pg_server: PostgresServ
 
 
 # --- S3 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bucket", ["Not_A_Bucket", "not a bucket!"])  # refused by the server; by botocore
+def test_s3_start_stops_at_once_on_a_bucket_name_s3_refuses(tmp_path: Path, bucket: str) -> None:
+    """A refused S3_BUCKET is a configuration error: say so, rather than retry until the timeout."""
+    with pytest.raises(ServerStartError, match=f"refuses the bucket name '{bucket}'"):
+        start_s3(tmp_path / "s3", bucket=bucket, timeout=120)
 
 
 async def test_s3_puts_gets_and_deletes_a_1_mib_object(stack: Stack) -> None:
