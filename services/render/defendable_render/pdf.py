@@ -139,7 +139,7 @@ class _CuttingProducer(OutputProducer):
         self._add_pdf_obj(cid_font, "fonts")
         composite.descendant_fonts = PDFArray([cid_font])
 
-        # ToUnicode: what pdftotext reads back (BMP code points only in our faces).
+        # ToUnicode: what copy-paste in a viewer (and pypdf, in the tests) reads back; BMP code points only.
         bf_char = [
             f"<{char_id:04X}> <{''.join(_utf16_hex(code) for code in glyph.unicode)}>\n"
             for glyph, char_id in font.subset.items()
