@@ -17,6 +17,7 @@ import nats
 import pytest
 from botocore.config import Config
 from nats.aio.client import Client as Nats
+from nats.js.client import JetStreamContext
 
 from defendable_canonical.events import (
     MAX_INLINE_EVIDENCE_BYTES,
@@ -136,6 +137,13 @@ def attach_file(org_id: str, run_id: str, size: int, sha256: str, **where: Any) 
     )
 
 
+async def next_refusal(refusals: JetStreamContext.PushSubscription) -> CommandRefused:
+    """The next CommandRefused on a `run.refused.<org>.<run>` subscription (15 s at most)."""
+    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
+    assert isinstance(refused, CommandRefused), refused
+    return refused
+
+
 async def publish(bus: Nats, command: Command) -> None:
     ack = await bus.jetstream().publish(
         ingest_subject(command), encode(command), headers={"Nats-Msg-Id": command.command_id}
@@ -158,8 +166,7 @@ async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_
     refusals = await bus.jetstream().subscribe(f"run.refused.{org.org_id}.{run_id}", ordered_consumer=True)
     attach = attach_file(org.org_id, run_id, len(data), declared, evidence_id=evidence_id, staging_key=staging_key)
     await publish(bus, attach)
-    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
-    assert isinstance(refused, CommandRefused)
+    refused = await next_refusal(refusals)
     assert (refused.command_type, refused.command_id) == ("AttachEvidence", attach.command_id)
     assert actual in refused.reason and declared in refused.reason, refused.reason
     assert_nothing_stored(stack, org.org_id, declared, actual)
@@ -168,8 +175,7 @@ async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_
         **base(org.org_id, run_id), submission=msgspec.Raw(b'{"assignment_id": "a"}'), evidence_ids=[evidence_id]
     )
     await publish(bus, submit)
-    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
-    assert isinstance(refused, CommandRefused)
+    refused = await next_refusal(refusals)
     assert (refused.command_type, refused.command_id) == ("Submit", submit.command_id)
     assert evidence_id in refused.reason and "refused" in refused.reason, refused.reason
 
@@ -199,15 +205,15 @@ async def test_inline_evidence_streamed_with_a_wrong_hash_is_refused_and_with_it
 
     forged = attach(declared, content=data)
     await publish(bus, forged)
-    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
-    assert isinstance(refused, CommandRefused) and refused.command_id == forged.command_id
+    refused = await next_refusal(refusals)
+    assert refused.command_id == forged.command_id
     assert actual in refused.reason and declared in refused.reason, refused.reason
     assert_nothing_stored(stack, org.org_id, declared, actual)
 
     both = attach(actual, content=data, staging_key=f"staging/{org.org_id}/x")  # ambiguous: refused
     await publish(bus, both)
-    refused = event_decoder.decode((await refusals.next_msg(timeout=15)).data)
-    assert isinstance(refused, CommandRefused) and refused.command_id == both.command_id
+    refused = await next_refusal(refusals)
+    assert refused.command_id == both.command_id
     assert "exactly one of content and staging_key" in refused.reason, refused.reason
 
     honest = attach(actual, content=data)
