@@ -102,25 +102,48 @@ async def _atomic(client: NatsClient, messages: Sequence[Outgoing]) -> None:
             await client.publish(message.subject, message.data, headers=headers)
 
 
+class _Call:
+    """One `publish` call: its messages are settled together, so a call costs one future
+    however many messages it holds (a future and a gather entry per message cost the
+    ledger, which publishes 2,000 at a time, an eighth of its CPU)."""
+
+    __slots__ = ("done", "error", "left")
+
+    def __init__(self, done: asyncio.Future[None], left: int) -> None:
+        self.done, self.left = done, left
+        self.error: BaseException | None = None
+
+    def settle(self, outcome: BaseException | None) -> None:
+        """One of the call's messages was stored (None) or not; once all are, wake the caller
+        with the first failure, if any."""
+        if outcome is not None and self.error is None:
+            self.error = outcome
+        self.left -= 1
+        if self.left == 0 and not self.done.done():  # done: its caller was cancelled meanwhile
+            if self.error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(self.error)
+
+
 class GroupPublisher:
     """Publishes of one process, coalesced into atomic batches while a batch is in flight."""
 
     def __init__(self, client: Callable[[], NatsClient]) -> None:
         self._client = client
-        self._queue: list[tuple[Outgoing, asyncio.Future[None]]] = []
+        self._queue: list[tuple[Outgoing, _Call]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def publish(self, messages: Sequence[Outgoing]) -> None:
-        """Return once JetStream has stored every message (or raise why it did not)."""
-        loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[None]] = []
-        for message in messages:
-            future: asyncio.Future[None] = loop.create_future()
-            self._queue.append((message, future))
-            futures.append(future)
+        """Return once JetStream has stored every message, or raise the first reason one was
+        not (after every message of the call has had its answer)."""
+        if not messages:
+            return
+        call = _Call(asyncio.get_running_loop().create_future(), len(messages))
+        self._queue += [(message, call) for message in messages]
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        await asyncio.gather(*futures)
+        await call.done
 
     async def _flush(self) -> None:
         while self._queue:
@@ -140,11 +163,6 @@ class GroupPublisher:
             _settle(batch, outcomes)
 
 
-def _settle(batch: list[tuple[Outgoing, asyncio.Future[None]]], outcomes: Sequence[BaseException | None]) -> None:
-    for (_, future), outcome in zip(batch, outcomes, strict=True):
-        if future.done():  # its caller was cancelled meanwhile
-            continue
-        if outcome is None:
-            future.set_result(None)
-        else:
-            future.set_exception(outcome)
+def _settle(batch: list[tuple[Outgoing, _Call]], outcomes: Sequence[BaseException | None]) -> None:
+    for (_, call), outcome in zip(batch, outcomes, strict=True):
+        call.settle(outcome)
