@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
@@ -130,15 +131,24 @@ def make_broker(nats_url: str) -> NatsBroker:
     )
 
 
-def consumer(durable: str, max_ack_pending: int = 4096) -> ConsumerConfig:
+ACK_WAIT_S = 30.0  # how long a fetched, unsettled message stays with the process that fetched it
+
+
+def consumer(durable: str, max_ack_pending: int = 4096, ack_wait: float = ACK_WAIT_S) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=NatsAckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=30.0,
+        ack_wait=ack_wait,
         max_deliver=-1,  # we count attempts ourselves: infra outages must not exhaust them
         max_ack_pending=max_ack_pending,
     )
+
+
+async def converge_consumer(broker: NatsBroker, stream: str, subject: str, config: ConsumerConfig) -> None:
+    """Create a durable consumer, or move an existing one onto `config` (its ack wait, its
+    limits): the subscriber alone would reuse an existing durable as it was created."""
+    await jetstream(broker).add_consumer(stream, dataclasses.replace(config, filter_subject=subject))
 
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:

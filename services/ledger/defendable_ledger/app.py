@@ -15,6 +15,9 @@ database work overlaps the previous one's publish and acks (at most PUBLISHING
 committed batches at once). Taking what waits rather than what one fetch returned
 keeps a fetch that came back short from costing a transaction and a publish of
 its own (measured: fetches of 1-300 approvals between full ones).
+Fetched approvals are the ledger's until it settles them: every HEARTBEAT_S it tells
+JetStream it is still working on them, so the consumer's ack wait can be short (ACK_WAIT_S)
+and a ledger that dies hands its approvals to the next one seconds later, not after 30 s.
 Verification of an org's chain is a request-reply question answered here, over
 this service's own table (DESIGN.md §2).
 """
@@ -39,13 +42,14 @@ from nats.aio.msg import Msg
 
 from defendable_canonical.chain import ChainVerifier
 from defendable_canonical.events import Approved, Minted, event_decoder
-from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filter
+from defendable_canonical.subjects import LEDGER_VERIFY, RUNS_STREAM, check_token, event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
     NatsBatchMessage,
     Poison,
     consumer,
+    converge_consumer,
     dead_letter,
     ensure_streams,
     make_broker,
@@ -67,6 +71,11 @@ BATCH_WINDOW_S = float(os.environ.get("LEDGER_BATCH_WINDOW_S", "0.02"))
 MINT_BATCH = int(os.environ.get("LEDGER_MINT_BATCH", "2000"))  # approvals per transaction
 BACKLOG = 2 * MINT_BATCH  # approvals waiting for the minter before the consumer stops fetching
 PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
+# What an approval fetched by a ledger that died waits before another ledger gets it.
+ACK_WAIT_S = float(os.environ.get("LEDGER_ACK_WAIT_S", "10"))
+if not ACK_WAIT_S >= 1.0:  # also refuses NaN
+    raise SystemExit(f"LEDGER_ACK_WAIT_S must be at least 1 (seconds), not {ACK_WAIT_S}")
+HEARTBEAT_S = ACK_WAIT_S / 4  # so three progress reports in a row may be late before one expires
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -80,8 +89,9 @@ class Resources:
     arrived: asyncio.Event  # set when approvals join `waiting`
     room: asyncio.Event  # set while fewer than BACKLOG approvals wait
     publishing: asyncio.Semaphore
-    minting: set[asyncio.Task[bool]]
+    minting: dict[asyncio.Task[bool], list[Msg]]  # batches taken and not yet settled
     minter: asyncio.Task[None]
+    heartbeat: asyncio.Task[None]
     closing: bool
 
 
@@ -96,10 +106,12 @@ async def open_resources() -> None:
     res.waiting, res.arrived, res.room = [], asyncio.Event(), asyncio.Event()
     res.room.set()
     res.publishing = asyncio.Semaphore(PUBLISHING)
-    res.minting, res.closing = set(), False
+    res.minting, res.closing = {}, False
     res.minter = asyncio.create_task(run_minter())
     res.minter.add_done_callback(_minter_ended)
+    res.heartbeat = asyncio.create_task(report_progress())
     await ensure_streams(broker)  # before any consumer starts
+    await converge_consumer(broker, RUNS_STREAM, event_filter("approved"), APPROVALS)
 
 
 @app.on_shutdown
@@ -108,6 +120,7 @@ async def close_resources() -> None:
     res.closing = True
     res.minter.cancel()
     await asyncio.gather(res.minter, *res.minting, return_exceptions=True)  # finish what was taken
+    res.heartbeat.cancel()
     waiting, res.waiting = res.waiting, []
     await hand_back([raw for raw, _ in waiting])
     res.room.set()  # a consumer held by backpressure now holds until the broker stops it
@@ -140,11 +153,23 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+async def report_progress() -> None:
+    """Every HEARTBEAT_S, +WPI for each approval fetched and not yet settled (waiting or being
+    minted): its ack wait restarts, so only a dead ledger's approvals are redelivered."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        held = [raw for raw, _ in res.waiting] + [raw for raws in res.minting.values() for raw in raws]
+        with contextlib.suppress(Exception):  # NATS may be away; the ack wait then decides
+            for raw in held:
+                await raw.in_progress()
+
+
+APPROVALS = consumer("ledger", max_ack_pending=20_000, ack_wait=ACK_WAIT_S)
 approvals_in = broker.subscriber(
     event_filter("approved"),
     stream=RUNS,
     durable="ledger",
-    config=consumer("ledger", max_ack_pending=20_000),
+    config=APPROVALS,
     pull_sub=PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
     ack_policy=AckPolicy.MANUAL,
 )
@@ -212,27 +237,21 @@ def _minter_ended(task: asyncio.Task[None]) -> None:
         os._exit(70)
 
 
+MINT_OUTAGES = (*db.INFRA_ERRORS, store.StaleHead)  # waited out and retried, never dead-lettered
+
+
 def start_minting(taken: list[tuple[Msg, Approved]]) -> tuple[asyncio.Event, asyncio.Task[bool]]:
     """Mint and settle `taken` in the background; the event is set once its transactions are over."""
     committed = asyncio.Event()
-    approvals = [approved for _, approved in taken]
-    res.minting.add(
-        task := asyncio.create_task(
-            settle(
-                broker,
-                SERVICE,
-                [raw for raw, _ in taken],
-                lambda: mint(approvals, committed),
-                infra_errors=(*db.INFRA_ERRORS, store.StaleHead),
-            )
-        )
-    )
+    approvals, raws = [approved for _, approved in taken], [raw for raw, _ in taken]
+    work = settle(broker, SERVICE, raws, lambda: mint(approvals, committed), infra_errors=MINT_OUTAGES)
+    res.minting[task := asyncio.create_task(work)] = raws
     task.add_done_callback(_settled)
     return committed, task
 
 
 def _settled(task: asyncio.Task[bool]) -> None:
-    res.minting.discard(task)
+    res.minting.pop(task, None)
     res.publishing.release()
     if not task.cancelled() and task.exception() is not None:  # settle handles failures; this is a bug
         log.error("minting a batch failed outside settlement", exc_info=task.exception())
