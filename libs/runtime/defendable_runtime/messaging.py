@@ -8,7 +8,10 @@ Settlement policy (DESIGN.md §3):
 - an infrastructure failure (PostgreSQL, S3 or NATS unreachable) is retried
   with back-off for as long as it takes: a crash of a dependency must delay
   work, never lose it;
-- any other exception is retried, and dead-lettered after MAX_ATTEMPTS.
+- any other exception is retried, and dead-lettered after MAX_ATTEMPTS;
+- a message is held (`progress`) from fetch until settled: the process reports
+  progress on it, so the consumers' ack wait can be short and only a dead
+  process's messages are redelivered.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 from faststream import AckPolicy, Context
@@ -28,6 +31,7 @@ from faststream.message import StreamMessage
 from faststream.nats import ConsumerConfig, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from faststream.nats.message import NatsBatchMessage as _NatsBatchMessage
+from faststream.nats.subscriber.usecases import LogicSubscriber
 from faststream.nats.subscriber.usecases import stream_pull_subscriber as _pull_module
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -50,7 +54,9 @@ from defendable_canonical.subjects import (
     ingest_subject,
 )
 
+from . import progress
 from .batching import GroupPublisher, Outgoing
+from .progress import holding, release
 
 log = logging.getLogger("defendable.messaging")
 E = TypeVar("E", bound=Event)
@@ -131,24 +137,62 @@ def make_broker(nats_url: str) -> NatsBroker:
     )
 
 
-ACK_WAIT_S = 30.0  # how long a fetched, unsettled message stays with the process that fetched it
-
-
-def consumer(durable: str, max_ack_pending: int = 4096, ack_wait: float = ACK_WAIT_S) -> ConsumerConfig:
+def consumer(durable: str, max_ack_pending: int = 4096) -> ConsumerConfig:
     return ConsumerConfig(
         durable_name=durable,
         ack_policy=NatsAckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
-        ack_wait=ack_wait,
+        ack_wait=progress.ACK_WAIT_S,  # short: held messages get progress reports
         max_deliver=-1,  # we count attempts ourselves: infra outages must not exhaust them
         max_ack_pending=max_ack_pending,
     )
 
 
-async def converge_consumer(broker: NatsBroker, stream: str, subject: str, config: ConsumerConfig) -> None:
-    """Create a durable consumer, or move an existing one onto `config` (its ack wait, its
-    limits): the subscriber alone would reuse an existing durable as it was created."""
-    await jetstream(broker).add_consumer(stream, dataclasses.replace(config, filter_subject=subject))
+class _Durable(NamedTuple):
+    stream: str
+    subject: str
+    config: ConsumerConfig
+
+
+_durables: weakref.WeakKeyDictionary[NatsBroker, list[_Durable]] = weakref.WeakKeyDictionary()
+
+
+def durable_subscriber(
+    broker: NatsBroker, subject: str, stream: JStream, config: ConsumerConfig, pull_sub: PullSub
+) -> LogicSubscriber[Any]:
+    """A durable pull subscriber with manual acks, whose consumer `ensure_streams` converges
+    onto `config`: FastStream alone would reuse an existing durable as it was first created
+    (with an older ack wait, say)."""
+    _durables.setdefault(broker, []).append(_Durable(stream.name, subject, config))
+    return broker.subscriber(
+        subject,
+        stream=stream,
+        durable=config.durable_name,
+        config=config,
+        pull_sub=pull_sub,
+        ack_policy=AckPolicy.MANUAL,
+    )
+
+
+def undelivered(subscriber: LogicSubscriber[Any]) -> list[Msg]:
+    """Messages JetStream sent this process for a pull whose fetch had already returned.
+
+    nats-py keeps them in the subscription's queue for the next fetch; a consumer that stops
+    before that fetch drops them, and they come back only after the ack wait. Measured on a
+    graceful ledger stop: 22 to 96 of 200 approvals sat there. Reads nats-py's private queue
+    (nats-py 2.x has no public way to drain it) and skips status messages (no messages,
+    timeouts), which have nothing to hand back.
+    """
+    pulled = getattr(subscriber, "subscription", None)
+    sub = getattr(pulled, "_sub", None)
+    queue = getattr(sub, "_pending_queue", None)
+    taken: list[Msg] = []
+    while queue is not None and not queue.empty():
+        msg: Msg = queue.get_nowait()
+        sub._pending_size -= len(msg.data)  # type: ignore[union-attr]  # as nats-py's own fetch does
+        if JetStreamContext.is_status_msg(msg) is None:
+            taken.append(msg)
+    return taken
 
 
 def jetstream(broker: NatsBroker) -> JetStreamContext:
@@ -166,6 +210,8 @@ async def ensure_streams(broker: NatsBroker) -> None:
             await js.add_stream(config)
         except BadRequestError:  # exists with another config: converge on ours
             await js.update_stream(config)
+    for durable in _durables.get(broker, []):  # created, or updated in place (same name, same filter)
+        await js.add_consumer(durable.stream, dataclasses.replace(durable.config, filter_subject=durable.subject))
 
 
 _publishers: weakref.WeakKeyDictionary[NatsBroker, GroupPublisher] = weakref.WeakKeyDictionary()
@@ -236,17 +282,14 @@ def consume_events(
 
     async def on_message(msg: NatsMessage) -> None:
         raw: Msg = msg.raw_message
-        await settle(broker, service, [raw], lambda: handle(raw), infra_errors=infra_errors)
+        with holding([raw]):
+            await settle(broker, service, [raw], lambda: handle(raw), infra_errors=infra_errors)
 
     on_message.__name__ = on_message.__qualname__ = f"on_{event}"
-    broker.subscriber(
-        event_filter(event),
-        stream=RUNS,
-        durable=durable,
-        config=consumer(durable),
-        pull_sub=PullSub(batch_size=fetch, timeout=1.0),
-        ack_policy=AckPolicy.MANUAL,
-    )(on_message)
+    subscriber = durable_subscriber(
+        broker, event_filter(event), RUNS, consumer(durable), PullSub(batch_size=fetch, timeout=1.0)
+    )
+    subscriber(on_message)
 
 
 def attempts(raw: Msg) -> int:
@@ -281,7 +324,19 @@ async def settle(
     which other rules count; failures of our own code are counted per message
     in this process, so an outage never pushes a message towards the dead letters.
     """
-    infra: tuple[type[BaseException], ...] = (TimeoutError, OSError, *infra_errors)
+    try:
+        return await _settle(broker, service, raws, work, (TimeoutError, OSError, *infra_errors))
+    finally:
+        release(raws)  # acked, handed back or dead-lettered: no more progress reports
+
+
+async def _settle(
+    broker: NatsBroker,
+    service: str,
+    raws: list[Msg],
+    work: Callable[[], Awaitable[Any]],
+    infra: tuple[type[BaseException], ...],
+) -> bool:
     waited = 0.0
     while True:
         try:
@@ -346,5 +401,6 @@ def _count_failure(raw: Msg) -> int:
 
 
 async def retry_later(raws: list[Msg]) -> None:
+    release(raws)
     for raw in raws:
         await raw.nak(delay=min(0.2 * attempts(raw), 5.0))

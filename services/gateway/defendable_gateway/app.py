@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import msgspec
-from faststream import AckPolicy
 from faststream.nats import PullSub
 from litestar import Litestar, Request, Response, get
 from litestar.exceptions import HTTPException, SerializationException
@@ -29,11 +28,13 @@ from defendable_runtime.messaging import (
     NatsBatchMessage,
     consumer,
     dead_letter,
+    durable_subscriber,
     ensure_streams,
     make_broker,
     publish_command,
     settle,
 )
+from defendable_runtime.progress import holding
 from defendable_runtime.settings import Settings, from_env
 from defendable_runtime.storage import BlobStore
 
@@ -62,18 +63,23 @@ class NatsBus:
         return data
 
 
-@broker.subscriber(
+@durable_subscriber(
+    broker,
     "run.>",
-    stream=RUNS,
-    durable="gateway",
-    config=consumer("gateway", max_ack_pending=20_000),
-    pull_sub=PullSub(batch_size=500, timeout=0.02, batch=True),
-    ack_policy=AckPolicy.MANUAL,
+    RUNS,
+    consumer("gateway", max_ack_pending=20_000),
+    PullSub(batch_size=500, timeout=0.02, batch=True),
 )
 async def on_run_events(msg: NatsBatchMessage) -> None:
+    raws: list[Msg] = list(msg.raw_message)
+    with holding(raws):
+        await fold(raws)
+
+
+async def fold(raws: list[Msg]) -> None:
     """Fold events into the read model, a batch per transaction."""
     good: list[tuple[Msg, AnyEvent]] = []
-    for raw in list(msg.raw_message):
+    for raw in raws:
         try:
             good.append((raw, event_decoder.decode(raw.data)))
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import msgspec
 from asyncpg import Connection, Pool
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.nats import PullSub
 from nats.aio.msg import Msg
 
@@ -50,6 +50,7 @@ from defendable_runtime.messaging import (
     consume_events,
     consumer,
     dead_letter,
+    durable_subscriber,
     ensure_streams,
     expect_event,
     make_broker,
@@ -57,6 +58,7 @@ from defendable_runtime.messaging import (
     retry_later,
     settle,
 )
+from defendable_runtime.progress import holding
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore, evidence_key
 
@@ -101,18 +103,17 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@broker.subscriber(
-    "ingest.>",
-    stream=INGEST,
-    durable="intake",
-    config=consumer("intake"),
-    pull_sub=PullSub(batch_size=128, timeout=0.02, batch=True),
-    ack_policy=AckPolicy.MANUAL,
-)
+@durable_subscriber(broker, "ingest.>", INGEST, consumer("intake"), PullSub(batch_size=128, timeout=0.02, batch=True))
 async def on_commands(msg: NatsBatchMessage) -> None:
+    raws: list[Msg] = list(msg.raw_message)
+    with holding(raws):  # a run's later commands wait for its earlier ones: all are reported
+        await admit_batch(raws)
+
+
+async def admit_batch(raws: list[Msg]) -> None:
     """Commands of one run are admitted in stream order; different runs concurrently."""
     by_run: dict[tuple[str, str], list[tuple[Msg, AnyCommand]]] = defaultdict(list)
-    for raw in list(msg.raw_message):
+    for raw in raws:
         try:
             command = decode_command(raw)
         except Poison as exc:

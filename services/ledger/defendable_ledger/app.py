@@ -15,9 +15,8 @@ database work overlaps the previous one's publish and acks (at most PUBLISHING
 committed batches at once). Taking what waits rather than what one fetch returned
 keeps a fetch that came back short from costing a transaction and a publish of
 its own (measured: fetches of 1-300 approvals between full ones).
-Fetched approvals are the ledger's until it settles them: every HEARTBEAT_S it tells
-JetStream it is still working on them, so the consumer's ack wait can be short (ACK_WAIT_S)
-and a ledger that dies hands its approvals to the next one seconds later, not after 30 s.
+Fetched approvals are held (`progress`) from fetch until settled, through the queue: a
+ledger that dies hands them to the next one after the short ack wait.
 Verification of an org's chain is a request-reply question answered here, over
 this service's own table (DESIGN.md §2).
 """
@@ -35,27 +34,29 @@ from datetime import UTC, datetime
 
 import msgspec
 from asyncpg import Pool
-from faststream import AckPolicy, FastStream
+from faststream import FastStream
 from faststream.nats import PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.chain import ChainVerifier
 from defendable_canonical.events import Approved, Minted, event_decoder
-from defendable_canonical.subjects import LEDGER_VERIFY, RUNS_STREAM, check_token, event_filter
+from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
     NatsBatchMessage,
     Poison,
     consumer,
-    converge_consumer,
     dead_letter,
+    durable_subscriber,
     ensure_streams,
     make_broker,
     publish_events,
     settle,
+    undelivered,
 )
+from defendable_runtime.progress import hold, release
 from defendable_runtime.settings import from_env
 
 from . import store
@@ -71,11 +72,6 @@ BATCH_WINDOW_S = float(os.environ.get("LEDGER_BATCH_WINDOW_S", "0.02"))
 MINT_BATCH = int(os.environ.get("LEDGER_MINT_BATCH", "2000"))  # approvals per transaction
 BACKLOG = 2 * MINT_BATCH  # approvals waiting for the minter before the consumer stops fetching
 PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
-# What an approval fetched by a ledger that died waits before another ledger gets it.
-ACK_WAIT_S = float(os.environ.get("LEDGER_ACK_WAIT_S", "10"))
-if not ACK_WAIT_S >= 1.0:  # also refuses NaN
-    raise SystemExit(f"LEDGER_ACK_WAIT_S must be at least 1 (seconds), not {ACK_WAIT_S}")
-HEARTBEAT_S = ACK_WAIT_S / 4  # so three progress reports in a row may be late before one expires
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -89,9 +85,8 @@ class Resources:
     arrived: asyncio.Event  # set when approvals join `waiting`
     room: asyncio.Event  # set while fewer than BACKLOG approvals wait
     publishing: asyncio.Semaphore
-    minting: dict[asyncio.Task[bool], list[Msg]]  # batches taken and not yet settled
+    minting: set[asyncio.Task[bool]]
     minter: asyncio.Task[None]
-    heartbeat: asyncio.Task[None]
     closing: bool
 
 
@@ -106,12 +101,10 @@ async def open_resources() -> None:
     res.waiting, res.arrived, res.room = [], asyncio.Event(), asyncio.Event()
     res.room.set()
     res.publishing = asyncio.Semaphore(PUBLISHING)
-    res.minting, res.closing = {}, False
+    res.minting, res.closing = set(), False
     res.minter = asyncio.create_task(run_minter())
     res.minter.add_done_callback(_minter_ended)
-    res.heartbeat = asyncio.create_task(report_progress())
     await ensure_streams(broker)  # before any consumer starts
-    await converge_consumer(broker, RUNS_STREAM, event_filter("approved"), APPROVALS)
 
 
 @app.on_shutdown
@@ -120,9 +113,8 @@ async def close_resources() -> None:
     res.closing = True
     res.minter.cancel()
     await asyncio.gather(res.minter, *res.minting, return_exceptions=True)  # finish what was taken
-    res.heartbeat.cancel()
     waiting, res.waiting = res.waiting, []
-    await hand_back([raw for raw, _ in waiting])
+    await hand_back([raw for raw, _ in waiting] + undelivered(approvals_in))
     res.room.set()  # a consumer held by backpressure now holds until the broker stops it
     await res.pool.close()
 
@@ -133,6 +125,7 @@ async def hand_back(raws: list[Msg]) -> None:
     if not raws:
         return
     log.info("handing back %d approvals not yet minted", len(raws))
+    release(raws)
     with contextlib.suppress(Exception):  # NATS itself may be going away
         for raw in raws:
             await raw.nak()
@@ -153,31 +146,19 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-async def report_progress() -> None:
-    """Every HEARTBEAT_S, +WPI for each approval fetched and not yet settled (waiting or being
-    minted): its ack wait restarts, so only a dead ledger's approvals are redelivered."""
-    while True:
-        await asyncio.sleep(HEARTBEAT_S)
-        held = [raw for raw, _ in res.waiting] + [raw for raws in res.minting.values() for raw in raws]
-        with contextlib.suppress(Exception):  # NATS may be away; the ack wait then decides
-            for raw in held:
-                await raw.in_progress()
-
-
-APPROVALS = consumer("ledger", max_ack_pending=20_000, ack_wait=ACK_WAIT_S)
-approvals_in = broker.subscriber(
+approvals_in = durable_subscriber(
+    broker,
     event_filter("approved"),
-    stream=RUNS,
-    durable="ledger",
-    config=APPROVALS,
-    pull_sub=PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
-    ack_policy=AckPolicy.MANUAL,
+    RUNS,
+    consumer("ledger", max_ack_pending=20_000),
+    PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
 )
 
 
 @approvals_in
 async def on_approved(msg: NatsBatchMessage) -> None:
     raws: list[Msg] = list(msg.raw_message)
+    hold(raws)  # until settled, beyond this handler: the minter's queue holds them
     approvals: list[tuple[Msg, Approved]] = []
     for raw in raws:
         try:
@@ -190,6 +171,7 @@ async def on_approved(msg: NatsBatchMessage) -> None:
         except (msgspec.ValidationError, msgspec.DecodeError, ValueError, Poison) as exc:
             await dead_letter(broker, SERVICE, raw, f"unusable approval: {exc}")
             await raw.term()
+            release([raw])
             continue
         approvals.append((raw, event))
     if not approvals:
@@ -211,8 +193,9 @@ async def on_approved(msg: NatsBatchMessage) -> None:
 async def held_until_stopped() -> None:
     """While shutting down, keep the consumer from fetching again (what a fetch takes while the
     broker stops would wait out the ack wait) until FastStream stops it, which waits for this."""
-    while approvals_in.running:  # noqa: ASYNC110 - FastStream exposes a flag, not an event
+    while approvals_in.running:  # FastStream exposes a flag, not an event
         await asyncio.sleep(0.01)
+        await hand_back(undelivered(approvals_in))  # late arrivals for the last pull
 
 
 async def run_minter() -> None:
@@ -245,13 +228,13 @@ def start_minting(taken: list[tuple[Msg, Approved]]) -> tuple[asyncio.Event, asy
     committed = asyncio.Event()
     approvals, raws = [approved for _, approved in taken], [raw for raw, _ in taken]
     work = settle(broker, SERVICE, raws, lambda: mint(approvals, committed), infra_errors=MINT_OUTAGES)
-    res.minting[task := asyncio.create_task(work)] = raws
+    res.minting.add(task := asyncio.create_task(work))
     task.add_done_callback(_settled)
     return committed, task
 
 
 def _settled(task: asyncio.Task[bool]) -> None:
-    res.minting.pop(task, None)
+    res.minting.discard(task)
     res.publishing.release()
     if not task.cancelled() and task.exception() is not None:  # settle handles failures; this is a bug
         log.error("minting a batch failed outside settlement", exc_info=task.exception())
