@@ -104,8 +104,8 @@ async def _atomic(client: NatsClient, messages: Sequence[Outgoing]) -> None:
 
 class _Call:
     """One `publish` call: its messages are settled together, so a call costs one future
-    however many messages it holds (a future and a gather entry per message cost the
-    ledger, which publishes 2,000 at a time, an eighth of its CPU)."""
+    however many messages it holds (a future and a gather entry per message cost ~2.3 µs
+    of client CPU a message on the ledger's 2,000-event publishes)."""
 
     __slots__ = ("done", "error", "left")
 
