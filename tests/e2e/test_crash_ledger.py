@@ -1,10 +1,10 @@
 """A ledger SIGKILLed mid-mint: every approval is minted exactly once, the chain has no gap (DESIGN.md §6).
 
 Approvals the dead process had fetched but not acked come back after the
-consumer's ack wait (`CONSUMER_ACK_WAIT_S`, 10 s: a live process reports progress on
-what it holds, `defendable_runtime.progress`, so the wait can be short); the restarted ledger finds what was
-committed before the kill through its head lock and `minted_for`, and mints only
-the rest.
+consumer's ack wait (`CONSUMER_ACK_WAIT_S`, 10 s: a live process reports progress
+on what it holds, `defendable_runtime.progress`, so the wait can be short); the
+restarted ledger finds what was committed before the kill through its head lock
+and `minted_for`, and mints only the rest.
 """
 
 from __future__ import annotations
