@@ -23,11 +23,9 @@ from .test_crash_ledger import (
     SETTLE_S,
     approve_all,
     assert_every_run_has_its_receipt,
-    assert_one_gapless_receipt_per_run,
+    assert_one_verified_chain,
     bounded,
     patient,
-    receipt_rows,
-    verified_chain,
     wait_for_receipts,
 )
 
@@ -62,8 +60,5 @@ async def test_intake_sigkilled_before_it_records_verdicts_still_admits_every_ap
         if run["refusals"]:
             refusals[run_id] = run["refusals"]
     assert final == RUNS and not refusals, (final, refusals)
-    rows = await receipt_rows(stack.database_url, org.org_id)
-    assert_one_gapless_receipt_per_run(rows, run_ids)
-    report = await verified_chain(approver)
-    assert report["ok"] is True and report["length"] == RUNS, report
+    rows = await assert_one_verified_chain(stack.database_url, approver, org.org_id, run_ids)
     await assert_every_run_has_its_receipt(approver, run_ids, rows)

@@ -126,6 +126,18 @@ def assert_one_gapless_receipt_per_run(rows: list[tuple[int, str]], run_ids: lis
     assert set(minted) == set(run_ids)
 
 
+async def assert_one_verified_chain(
+    database_url: str, client: Client, org_id: str, run_ids: list[str]
+) -> list[tuple[int, str]]:
+    """The org's table holds one gapless receipt per run, and the ledger verifies the whole
+    chain; the rows, (seq, run_id) in seq order, for further checks."""
+    rows = await receipt_rows(database_url, org_id)
+    assert_one_gapless_receipt_per_run(rows, run_ids)
+    report = await verified_chain(client)
+    assert report["ok"] is True and report["length"] == len(run_ids) and report["first_bad"] is None, report
+    return rows
+
+
 @pytest.mark.timeout(900)
 async def test_ledger_sigkill_with_200_approved_runs_in_flight_mints_each_exactly_once(
     stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
@@ -161,10 +173,7 @@ async def test_ledger_sigkill_with_200_approved_runs_in_flight_mints_each_exactl
     assert final == RUNS, f"{final} receipts for {RUNS} approvals ({seen_at_kill} seen at the kill)"
     assert took < LONG_ACK_WAIT_S, f"minting resumed {took:.1f} s after the kill (ack wait {ACK_WAIT_S} s)"
 
-    rows = await receipt_rows(stack.database_url, org_id)
-    assert_one_gapless_receipt_per_run(rows, run_ids)
-    report = await verified_chain(approver)
-    assert report["ok"] is True and report["length"] == RUNS and report["first_bad"] is None, report
+    rows = await assert_one_verified_chain(stack.database_url, approver, org_id, run_ids)
     await assert_every_run_has_its_receipt(approver, run_ids, rows)
 
 
@@ -201,7 +210,4 @@ async def test_ledger_stopped_mid_mint_hands_back_what_it_fetched(
     took = time.monotonic() - restarted
     assert final == RUNS, f"{final} receipts for {RUNS} approvals ({survived_stop} before the stop)"
     assert took < LONG_ACK_WAIT_S, f"the rest took {took:.1f} s: the stopped ledger did not hand them back"
-    rows = await receipt_rows(stack.database_url, org_id)
-    assert_one_gapless_receipt_per_run(rows, run_ids)
-    report = await verified_chain(approver)
-    assert report["ok"] is True and report["length"] == RUNS and report["first_bad"] is None, report
+    await assert_one_verified_chain(stack.database_url, approver, org_id, run_ids)

@@ -30,7 +30,7 @@ from .test_crash_ledger import (
     SETTLE_S,
     approve_all,
     assert_every_run_has_its_receipt,
-    assert_one_gapless_receipt_per_run,
+    assert_one_verified_chain,
     checked_runs,
     receipt_count,
     receipt_rows,
@@ -79,10 +79,7 @@ async def test_two_ledger_processes_on_one_durable_consumer_never_fork_or_gap_an
     finally:
         await asyncio.to_thread(stop, services, extra)
 
-    rows = await receipt_rows(stack.database_url, org.org_id)
-    assert_one_gapless_receipt_per_run(rows, run_ids)
-    report = await verified_chain(approver)
-    assert report["ok"] is True and report["length"] == RACED_RUNS and report["first_bad"] is None, report
+    rows = await assert_one_verified_chain(stack.database_url, approver, org.org_id, run_ids)
     await assert_every_run_has_its_receipt(approver, run_ids, rows)
 
 
