@@ -3,9 +3,9 @@
 fpdf2 parses the whole font file in ``add_font`` and, when writing the PDF, runs the
 fontTools subsetter over the *whole* parsed font — and that subsetter mutates the font
 in place, so a parsed font can serve one document only. With three DejaVu faces that is
-~100 ms per receipt. Here the font is parsed and fully decompiled once; for each document
-we build a small ``TTFont`` holding only the glyphs the document used (plus what the
-subsetter would keep anyway), sharing the decompiled glyph outlines read-only. fpdf2's
+~100 ms per receipt. Here the font is parsed once, each glyph decompiled on first use;
+for each document we build a small ``TTFont`` holding only the glyphs the document used
+(plus what the subsetter would keep anyway), sharing the decompiled outlines read-only. fpdf2's
 own subsetter then runs over that small font and writes the same bytes it would have
 written from the full file (``tests/render`` checks this byte for byte).
 
@@ -54,29 +54,19 @@ class _SimpleGlyph(_Glyph):  # type: ignore[misc]  # fontTools is untyped
 class FontSource:
     """One font file, decompiled once; ``cut`` is safe to call for any number of documents."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, expand_all: bool = True) -> None:
+        """``expand_all=False`` decompiles each glyph on the first cut that keeps it: for the
+        CJK fallback face, expanding all ~49,000 glyphs up front took 1.2 s and 75 MB. The
+        regular faces expand everything at once, so no document pays for it later."""
         self.path = path
         data = path.read_bytes()
         font: Any = ttLib.TTFont(io.BytesIO(data), recalcTimestamp=False)
-        font.ensureDecompiled()
         if "glyf" not in font:
             raise ValueError(f"{path.name}: only TrueType-outline fonts are supported")
         self._font = font
         self._order: list[str] = list(font.getGlyphOrder())
         self._gid: dict[str, int] = {name: gid for gid, name in enumerate(self._order)}
-        glyf = font["glyf"]
-        # Expanded glyphs carry no raw bytes, so the subsetter's in-place component
-        # remapping (glyf.subset_glyphs -> remapComponentsFast) never touches them and
-        # compiling them is a pure function of their fields.
-        for glyph in glyf.glyphs.values():
-            glyph.expand(glyf)
-            if glyph.numberOfContours > 0:
-                glyph.__class__ = _SimpleGlyph
-        self._components: dict[str, tuple[str, ...]] = {
-            name: tuple(c.glyphName for c in glyph.components)
-            for name, glyph in glyf.glyphs.items()
-            if glyph.isComposite()
-        }
+        self._components: dict[str, tuple[str, ...]] = {}  # of each glyph expanded so far
         # Per cmap subtable, glyph name -> code points, to rebuild small subtables fast.
         self._cmap_by_glyph: list[dict[str, list[int]]] = []
         for subtable in font["cmap"].tables:
@@ -87,6 +77,27 @@ class FontSource:
         self._small_tables = [
             tag for tag in list(font.keys()) if tag not in _DROPPED and tag not in _REWRITTEN and tag != "glyf"
         ]
+        if expand_all:
+            for name in self._order:
+                self._expanded(name)
+
+    def _expanded(self, name: str) -> tuple[str, ...]:
+        """Expand glyph ``name`` (once) and return its components' names.
+
+        Expanded glyphs carry no raw bytes, so the subsetter's in-place component remapping
+        (glyf.subset_glyphs -> remapComponentsFast) never touches them, and compiling them
+        is a pure function of their fields.
+        """
+        components = self._components.get(name)
+        if components is None:
+            glyf = self._font["glyf"]
+            glyph = glyf.glyphs[name]
+            glyph.expand(glyf)
+            if glyph.numberOfContours > 0:
+                glyph.__class__ = _SimpleGlyph
+            components = tuple(c.glyphName for c in glyph.components) if glyph.isComposite() else ()
+            self._components[name] = components
+        return components
 
     def cut(self, glyph_names: Iterable[str]) -> Any:
         """A fresh ``TTFont`` with just these glyphs, ready for fpdf2's subsetter."""
@@ -98,7 +109,7 @@ class FontSource:
             name = stack.pop()
             if name not in keep:
                 keep.add(name)
-                stack.extend(self._components.get(name, ()))
+                stack.extend(self._expanded(name))
         order = sorted(keep, key=self._gid.__getitem__)
 
         # 2. rewritten tables: shallow copies over shared, read-only glyph data
