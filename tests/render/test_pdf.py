@@ -81,9 +81,10 @@ def test_cached_font_programs_give_the_same_bytes_as_a_cold_cache() -> None:
     assert warm == warm_again == cold
 
 
-def test_text_the_fonts_lack_still_renders_like_fpdf2_does() -> None:
-    # DejaVu has no CJK: fpdf2 warns and drops the glyph; the reused-font path must match it.
-    data, digest = sample_receipt(approver="山田 Ωmega")
+def test_text_no_bundled_face_has_still_renders_like_fpdf2_does() -> None:
+    # Devanagari is in neither DejaVu nor the CJK fallback: fpdf2 warns and drops the glyph;
+    # the reused-font path must match it.
+    data, digest = sample_receipt(approver="नमस्ते Ωmega")
     assert render_receipt_pdf(data, digest) == render_receipt_pdf(data, digest, reuse_fonts=False)
     # ...and the next document, with every glyph present, is back on the cached path.
     data, digest = sample_receipt(seq=7)
@@ -134,6 +135,40 @@ def test_unicode_names_survive_into_the_pdf_text() -> None:
         assert expected in decoded, expected
 
 
+CJK_APPROVER = "山田 太郎 (やまだ) · 김민수 · 王小明"  # kanji, kana, Hangul, hanzi: none in DejaVu
+
+
+def test_cjk_and_hangul_are_drawn_in_the_fallback_face(caplog: pytest.LogCaptureFixture) -> None:
+    data, digest = sample_receipt(approver=CJK_APPROVER, project="东京 项目 — Q3 評価 Ünïcödé")
+    with caplog.at_level("WARNING"):
+        pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    assert "missing the following glyphs" not in caplog.text  # fpdf2's warning when a face lacks one
+    assert pdf.count(b"/FontFile2") == 4
+    assert b"/BaseFont /MPDFAA+WenQuanYiMicroHei" in pdf
+    decoded = pdf_text(pdf)
+    for expected in (CJK_APPROVER, "东京 项目 — Q3 評価 Ünïcödé", "PROPOLIS", digest):
+        assert expected in decoded, expected
+    assert pdf == render_receipt_pdf(data, digest, SAMPLE_SIGNATURE, reuse_fonts=False)
+
+
+def test_documents_without_cjk_leave_the_fallback_face_out() -> None:
+    # Rendered after a CJK document: the face stays loaded, but joins only documents that use it.
+    data, digest = sample_receipt(approver=CJK_APPROVER)
+    render_receipt_pdf(data, digest)
+    data, digest = sample_receipt(approver=APPROVER, project=PROJECT)
+    pdf = render_receipt_pdf(data, digest)
+    assert pdf.count(b"/FontFile2") == 3
+    assert b"WenQuanYi" not in pdf
+
+
+def test_long_cjk_text_without_spaces_wraps() -> None:
+    project = "东京都港区の不動産評価プロジェクト" * 30  # no spaces: breaks between characters
+    data, digest = sample_receipt(project=project, approver=CJK_APPROVER)
+    pdf = render_receipt_pdf(data, digest)
+    assert project in re.sub(r"\s+", "", pdf_text(pdf))
+    assert pdf == render_receipt_pdf(data, digest, reuse_fonts=False)
+
+
 def test_large_receipts_paginate_without_error() -> None:
     data, digest = sample_receipt(evidence=200, flags=100, project="Very long project name " * 40)
     pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
@@ -163,7 +198,7 @@ def test_lean_text_path_writes_what_fpdf2_text_writes(reuse_fonts: bool) -> None
         ("sans", "", 9.0, (30, 30, 30), "Receipt (seq 7) \\ backslash"),
         ("sans", "B", 11.0, (200, 40, 40), f"{APPROVER} approved"),
         ("mono", "", 8.0, (30, 30, 30), "sha256:0f3a… ⟨a⟩"),
-        ("sans", "", 9.0, (0, 0, 0), f"{PROJECT} Receipt again 李"),
+        ("sans", "", 9.0, (0, 0, 0), f"{PROJECT} Receipt again क"),  # Devanagari: in no bundled face
         ("sans", "", 9.0, (0, 0, 0), ""),
     ]
 

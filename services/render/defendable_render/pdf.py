@@ -7,6 +7,8 @@ Determinism (same payload bytes, hash and signature → same PDF bytes, in any p
   an MD5 of the document bytes and that date, so it is content-derived;
 - fonts are bundled (``fonts/``), never looked up on the system; the font subset prefix
   is fpdf2's constant ``MPDFAA+`` and fontTools keeps the font's own timestamp;
+- text the DejaVu faces cannot draw (CJK, Hangul) is drawn in the bundled fallback face,
+  which joins a document only when its text needs it, so other documents do not change;
 - the embedded font programs are cached per glyph set (``_font_program``); a cached
   program is a pure function of its key, so a warm and a cold process write the same bytes;
 - nothing iterates a set or dict whose order could vary.
@@ -15,8 +17,13 @@ Byte identity holds for a given fpdf2 / fontTools / zlib; a library upgrade may 
 
 from __future__ import annotations
 
+import atexit
 import io
+import itertools
+import lzma
+import shutil
 import string
+import tempfile
 import threading
 import zlib
 from collections import OrderedDict, defaultdict
@@ -28,6 +35,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]  # fontTools ships no type information
+from fontTools import ttLib
 from fpdf import FPDF
 from fpdf.drawing_primitives import DeviceCMYK, DeviceGray, DeviceRGB, convert_to_device_color
 from fpdf.enums import TextMode
@@ -54,6 +62,11 @@ FACES: tuple[tuple[str, str, str], ...] = (
     ("mono", "", "DejaVuSansMono.ttf"),
 )
 
+# Drawn where the face in use lacks a character: WenQuanYi Micro Hei covers CJK ideographs,
+# kana and Hangul, which DejaVu does not. It has one weight, so bold CJK is drawn regular.
+# Stored xz-compressed (1.5 MB, not 4.5 MB, in every clone) and unpacked on first need.
+FALLBACK_FACE = ("cjk", "", "WenQuanYiMicroHei.ttf.xz")
+
 # fpdf2 shares font objects' caches (functools.cache on SubsetMap methods) across
 # documents, and our templates are shared too: one render at a time per process.
 _LOCK = threading.Lock()
@@ -62,7 +75,7 @@ _LOCK = threading.Lock()
 class _Face:
     """A face parsed once: fpdf2's metrics object plus the decompiled font for cutting."""
 
-    def __init__(self, family: str, style: str, path: Path) -> None:
+    def __init__(self, family: str, style: str, path: Path, *, expand_all: bool = True) -> None:
         scratch = FPDF()
         scratch.add_font(family, style, str(path))
         self.fontkey = f"{family}{style}"
@@ -70,7 +83,7 @@ class _Face:
         assert isinstance(template, TTFFont)
         self.template = template
         self.template.ttfont.close()
-        self.source = FontSource(path)
+        self.source = FontSource(path, expand_all=expand_all)
 
     def instance(self, index: int) -> TTFFont:
         """A per-document TTFFont sharing the parsed metrics, with its own glyph subset."""
@@ -92,6 +105,29 @@ class _Face:
 @cache
 def _faces() -> tuple[_Face, ...]:
     return tuple(_Face(family, style, FONT_DIR / name) for family, style, name in FACES)
+
+
+@cache
+def _fallback_face() -> _Face:
+    """Parsed on the first document that needs it (measured: that document takes ~0.6 s, and
+    the process ~85 MB more), which most processes never spend; its glyphs are decompiled as
+    documents use them."""
+    family, style, name = FALLBACK_FACE
+    return _Face(family, style, font_file(name), expand_all=False)
+
+
+@cache
+def font_file(name: str) -> Path:
+    """A bundled face as a TrueType file on disk (fpdf2 opens faces by path). A ``.xz`` face
+    is unpacked into a directory private to this process, removed at exit."""
+    packed = FONT_DIR / name
+    if packed.suffix != ".xz":
+        return packed
+    private = Path(tempfile.mkdtemp(prefix="defendable-fonts-"))  # mode 0700: nobody can swap it
+    atexit.register(shutil.rmtree, private, ignore_errors=True)
+    unpacked = private / packed.stem
+    unpacked.write_bytes(lzma.decompress(packed.read_bytes()))
+    return unpacked
 
 
 class _CuttingProducer(OutputProducer):
@@ -279,6 +315,7 @@ class ReceiptPDF(FPDF):
         super().__init__(orientation="P", unit="mm", format="A4")
         self.footer_text = footer_text
         self.font_sources: dict[str, FontSource] = {}
+        self.reuse_fonts = reuse_fonts
         if reuse_fonts:
             for face in _faces():
                 self.fonts[face.fontkey] = face.instance(len(self.fonts) + 1)
@@ -286,6 +323,23 @@ class ReceiptPDF(FPDF):
         else:
             for family, style, name in FACES:
                 self.add_font(family, style, str(FONT_DIR / name))
+
+    def fallback_font(self) -> TTFFont:
+        """The fallback face, added to this document on first use (after the regular faces,
+        so that their object numbers do not move)."""
+        family, style, name = FALLBACK_FACE
+        fontkey = family + style
+        if fontkey not in self.fonts:
+            if self.reuse_fonts:
+                face = _fallback_face()
+                self.fonts[fontkey] = face.instance(len(self.fonts) + 1)
+                self.font_sources[fontkey] = face.source
+            else:
+                self.add_font(family, style, str(font_file(name)))
+            self.set_fallback_fonts([family], exact_match=False)  # for fpdf2's own cell()
+        font = self.fonts[fontkey]
+        assert isinstance(font, TTFFont)
+        return font
 
     def footer(self) -> None:
         self.set_y(-13)
@@ -379,6 +433,28 @@ def _clear_subset_caches() -> None:
             clear()
 
 
+_COVERAGE: dict[str, frozenset[str]] = {}
+
+
+def _coverage(font: TTFFont) -> frozenset[str]:
+    """The characters a bundled face draws (its cmap), per face: the same in every document."""
+    found = _COVERAGE.get(font.fontkey)
+    if found is None:
+        found = _COVERAGE[font.fontkey] = frozenset(map(chr, font.cmap))
+    return found
+
+
+@cache
+def _fallback_coverage() -> frozenset[str]:
+    """The fallback face's characters, from its cmap alone: text whose unusual characters are
+    in no bundled face (Devanagari, say) never loads the rest of the face."""
+    face: Any = ttLib.TTFont(font_file(FALLBACK_FACE[2]), lazy=True)
+    try:
+        return frozenset(map(chr, face.getBestCmap()))
+    finally:
+        face.close()
+
+
 class _Writer:
     """The few drawing primitives the layout needs, so only this module touches fpdf."""
 
@@ -444,6 +520,10 @@ class _Writer:
         assert isinstance(font, TTFFont), "receipts use the bundled TrueType fonts only"
         cw: dict[int, float] = font.cw
         scale = self.pdf.font_size_pt / 1000 / self.pdf.k
+        if self._runs(text) is not None:  # some of it in the fallback face: per-character widths
+            own, fallback = _coverage(font), self.pdf.fallback_font()
+            other, fallback_cw = _fallback_coverage(), fallback.cw
+            cw = {ord(c): (fallback_cw if c not in own and c in other else cw)[ord(c)] for c in {*text, " "}}
 
         def measure(text: str) -> float:
             # The same sum fpdf2's get_string_width does for a TTF font without shaping.
@@ -474,7 +554,32 @@ class _Writer:
         return out
 
     def text_width(self, text: str) -> float:
-        return float(self.pdf.get_string_width(text))
+        runs = self._runs(text)
+        if runs is None:
+            return float(self.pdf.get_string_width(text))
+        return sum(self._run_width(font, run) for font, run in runs)
+
+    def _run_width(self, font: TTFFont, text: str) -> float:
+        return sum(map(font.cw.__getitem__, map(ord, text))) * self.pdf.font_size_pt / 1000 / self.pdf.k
+
+    def _runs(self, text: str) -> list[tuple[TTFFont, str]] | None:
+        """``text`` cut into runs, each with the face that draws it: None (nearly always) when
+        the current face draws all of it, or the fallback face none of what it lacks. A
+        character neither face has stays with the current face, which drops it as fpdf2 does."""
+        font = self.pdf.current_font
+        if text.isascii() or not isinstance(font, TTFFont):
+            return None
+        own = _coverage(font)
+        if own.issuperset(text):
+            return None
+        other = _fallback_coverage()
+        if not any(c not in own and c in other for c in text):
+            return None
+        fallback = self.pdf.fallback_font()
+        return [
+            (fallback if in_fallback else font, "".join(run))
+            for in_fallback, run in itertools.groupby(text, key=lambda c: c not in own and c in other)
+        ]
 
     def cell(self, width: float, height: float, text: str, *, align: str = "L", fill: bool = False) -> None:
         """One line of text in a ``width`` × ``height`` box at the cursor, which then moves right.
@@ -485,10 +590,11 @@ class _Writer:
         """
         pdf = self.pdf
         if fill or align not in ("L", "R"):
+            self._runs(text)  # adds the fallback face if the text needs it: fpdf2's cell then uses it
             pdf.cell(width, height, text, align=align, fill=fill)
             return
         x, y = float(pdf.x), float(pdf.y)
-        tx = x + pdf.c_margin if align == "L" else x + width - pdf.c_margin - pdf.get_string_width(text)
+        tx = x + pdf.c_margin if align == "L" else x + width - pdf.c_margin - self.text_width(text)
         self._text(tx, y, height, text)
         pdf.set_x(x + width)
 
@@ -505,6 +611,22 @@ class _Writer:
             return
         pdf = self.pdf
         y = top + 0.5 * height + 0.3 * float(pdf.font_size)
+        runs = self._runs(text)
+        if runs is None:
+            self._draw(x, y, text)
+            return
+        own = pdf.current_font
+        for font, run in runs:  # each run in its face, one after the other on the baseline
+            if pdf.current_font is not font:
+                pdf.current_font, pdf.current_font_is_set_on_page = font, False
+            self._draw(x, y, run)
+            x += self._run_width(font, run)
+        if pdf.current_font is not own:
+            pdf.current_font, pdf.current_font_is_set_on_page = own, False
+
+    def _draw(self, x: float, y: float, text: str) -> None:
+        """``text`` in the current face with its baseline at ``y``."""
+        pdf = self.pdf
         font = pdf.current_font
         plain = (
             isinstance(font, TTFFont)
