@@ -93,8 +93,11 @@ async def open_resources() -> None:
     await ensure_streams(broker)  # before any consumer starts
 
 
-@app.on_shutdown
+@app.after_shutdown
 async def close_resources() -> None:
+    # Not on_shutdown: FastStream runs those hooks before it stops the consumers, and the
+    # handlers still running failed on the closed pool (the stop then took the whole 15 s
+    # graceful timeout, and their messages came back only after the ack wait).
     await res.pool.close()
     await res.blobs.close()
 

@@ -116,7 +116,11 @@ async def close_resources() -> None:
     waiting, res.waiting = res.waiting, []
     await hand_back([raw for raw, _ in waiting] + undelivered(approvals_in))
     res.room.set()  # a consumer held by backpressure now holds until the broker stops it
-    await res.pool.close()
+
+
+@app.after_shutdown
+async def close_pool() -> None:
+    await res.pool.close()  # once the broker stopped: a verify request may still be running
 
 
 async def hand_back(raws: list[Msg]) -> None:
