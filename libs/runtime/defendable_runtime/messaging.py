@@ -164,7 +164,7 @@ def durable_subscriber(
     onto `config`: FastStream alone would reuse an existing durable as it was first created
     (with an older ack wait, say)."""
     _durables.setdefault(broker, []).append(_Durable(stream.name, subject, config))
-    return broker.subscriber(
+    subscriber = broker.subscriber(
         subject,
         stream=stream,
         durable=config.durable_name,
@@ -172,6 +172,28 @@ def durable_subscriber(
         pull_sub=pull_sub,
         ack_policy=AckPolicy.MANUAL,
     )
+    _hand_back_on_stop(subscriber)
+    return subscriber
+
+
+def _hand_back_on_stop(subscriber: LogicSubscriber[Any]) -> None:
+    """On a graceful stop, nak what JetStream sent for the last pull but no fetch took (see
+    `undelivered`), so another replica or the next start gets it at once, not after the ack
+    wait. FastStream stops every subscriber (waiting for running handlers) before it drains
+    the connection, so the naks still go out; the queue outlives the unsubscribe."""
+    stop = subscriber.stop
+
+    async def stop_and_hand_back() -> None:
+        pulled = getattr(subscriber, "subscription", None)  # FastStream clears it while stopping
+        await stop()
+        late = _pending(pulled)
+        if late:
+            log.info("handing back %d messages delivered after the last fetch", len(late))
+        with contextlib.suppress(Exception):  # NATS itself may be going away
+            for msg in late:
+                await msg.nak()
+
+    subscriber.stop = stop_and_hand_back  # type: ignore[method-assign]  # one instance, our wrapper
 
 
 def undelivered(subscriber: LogicSubscriber[Any]) -> list[Msg]:
@@ -183,7 +205,11 @@ def undelivered(subscriber: LogicSubscriber[Any]) -> list[Msg]:
     (nats-py 2.x has no public way to drain it) and skips status messages (no messages,
     timeouts), which have nothing to hand back.
     """
-    pulled = getattr(subscriber, "subscription", None)
+    return _pending(getattr(subscriber, "subscription", None))
+
+
+def _pending(pulled: object) -> list[Msg]:
+    """`undelivered` for a pull subscription (nats-py's `PullSubscription`), or [] for None."""
     sub = getattr(pulled, "_sub", None)
     queue = getattr(sub, "_pending_queue", None)
     taken: list[Msg] = []
