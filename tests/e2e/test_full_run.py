@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 import sys
 
 import httpx
+from pypdf import PdfReader
 
 from defendable_canonical.digest import GENESIS_HASH
 from defendable_canonical.verification import all_passed, verify_document
 from defendable_cli.client import Client
+from defendable_gateway.admin import create_org
+from defendable_stack.servers import Stack
 
-from .conftest import Services, checked_run
+from .conftest import Services, checked_run, key
 
 
 async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_its_share_link(
@@ -63,6 +67,26 @@ async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_
 
     verify = (await approver.get("/ledger/verify")).json()
     assert verify == {"ok": True, "length": 1, "head": receipt["receipt_hash"], "first_bad": None}
+
+
+async def test_the_receipt_pdf_draws_an_approver_named_in_cjk_and_hangul(stack: Stack, services: Services) -> None:
+    name = "山田 太郎 · 김민수"  # none of it in DejaVu: the render service's fallback face draws it
+    org = await create_org(stack.database_url, "東京 Capital", approver=name)
+    submitter = Client(services.base_url, key(org, "submitter"))
+    approver = Client(services.base_url, key(org, "approver"))
+    try:
+        run_id = await checked_run(submitter)
+        await approver.approve(run_id)
+        await approver.wait_for(run_id, ("rendered",))
+        _, receipt = await approver.receipt(run_id)
+        pdf = await approver.get(f"/receipts/{receipt['receipt_hash']}.pdf")
+    finally:
+        await submitter.aclose()
+        await approver.aclose()
+    assert pdf.status_code == 200
+    assert b"/BaseFont /MPDFAA+WenQuanYiMicroHei" in pdf.content
+    text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf.content)).pages)
+    assert name in text
 
 
 async def test_a_tampered_share_document_fails_verification(submitter: Client, approver: Client) -> None:
