@@ -178,7 +178,7 @@ def durable_subscriber(
 
 def _hand_back_on_stop(subscriber: LogicSubscriber[Any]) -> None:
     """On a graceful stop, nak what JetStream sent for the last pull but no fetch took (see
-    `undelivered`), so another replica or the next start gets it at once, not after the ack
+    `_undelivered`), so another replica or the next start gets it at once, not after the ack
     wait. FastStream stops every subscriber (waiting for running handlers) before it drains
     the connection, so the naks still go out; the queue outlives the unsubscribe."""
     stop = subscriber.stop
@@ -186,7 +186,7 @@ def _hand_back_on_stop(subscriber: LogicSubscriber[Any]) -> None:
     async def stop_and_hand_back() -> None:
         pulled = getattr(subscriber, "subscription", None)  # FastStream clears it while stopping
         await stop()
-        late = _pending(pulled)
+        late = _undelivered(pulled)
         if late:
             log.info("handing back %d messages delivered after the last fetch", len(late))
         with contextlib.suppress(Exception):  # NATS itself may be going away
@@ -196,8 +196,9 @@ def _hand_back_on_stop(subscriber: LogicSubscriber[Any]) -> None:
     subscriber.stop = stop_and_hand_back  # type: ignore[method-assign]  # one instance, our wrapper
 
 
-def undelivered(subscriber: LogicSubscriber[Any]) -> list[Msg]:
-    """Messages JetStream sent this process for a pull whose fetch had already returned.
+def _undelivered(pulled: object) -> list[Msg]:
+    """Messages JetStream sent for a pull whose fetch had already returned, taken out of the
+    queue of `pulled` (nats-py's `PullSubscription`; None gives []).
 
     nats-py keeps them in the subscription's queue for the next fetch; a consumer that stops
     before that fetch drops them, and they come back only after the ack wait. Measured on a
@@ -205,11 +206,6 @@ def undelivered(subscriber: LogicSubscriber[Any]) -> list[Msg]:
     (nats-py 2.x has no public way to drain it) and skips status messages (no messages,
     timeouts), which have nothing to hand back.
     """
-    return _pending(getattr(subscriber, "subscription", None))
-
-
-def _pending(pulled: object) -> list[Msg]:
-    """`undelivered` for a pull subscription (nats-py's `PullSubscription`), or [] for None."""
     sub = getattr(pulled, "_sub", None)
     queue = getattr(sub, "_pending_queue", None)
     taken: list[Msg] = []

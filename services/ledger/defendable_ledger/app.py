@@ -54,7 +54,6 @@ from defendable_runtime.messaging import (
     make_broker,
     publish_events,
     settle,
-    undelivered,
 )
 from defendable_runtime.progress import hold, release
 from defendable_runtime.settings import from_env
@@ -114,7 +113,7 @@ async def close_resources() -> None:
     res.minter.cancel()
     await asyncio.gather(res.minter, *res.minting, return_exceptions=True)  # finish what was taken
     waiting, res.waiting = res.waiting, []
-    await hand_back([raw for raw, _ in waiting] + undelivered(approvals_in))
+    await hand_back([raw for raw, _ in waiting])  # what JetStream sent later: `durable_subscriber` naks it
     res.room.set()  # a consumer held by backpressure now holds until the broker stops it
 
 
@@ -196,10 +195,10 @@ async def on_approved(msg: NatsBatchMessage) -> None:
 
 async def held_until_stopped() -> None:
     """While shutting down, keep the consumer from fetching again (what a fetch takes while the
-    broker stops would wait out the ack wait) until FastStream stops it, which waits for this."""
-    while approvals_in.running:  # FastStream exposes a flag, not an event
+    broker stops would wait out the ack wait) until FastStream stops it, which waits for this;
+    what arrives for the last pull meanwhile is naked once it stopped (`durable_subscriber`)."""
+    while approvals_in.running:  # noqa: ASYNC110  # FastStream exposes a flag, not an event
         await asyncio.sleep(0.01)
-        await hand_back(undelivered(approvals_in))  # late arrivals for the last pull
 
 
 async def run_minter() -> None:
