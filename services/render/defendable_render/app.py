@@ -60,9 +60,7 @@ async def open_resources() -> None:
 
 @app.after_shutdown
 async def close_resources() -> None:
-    # Not on_shutdown: FastStream runs those hooks before it stops the consumers, and the
-    # handlers still running failed on the closed pool (the stop then took the whole 15 s
-    # graceful timeout, and their messages came back only after the ack wait).
+    # Not on_shutdown, which FastStream runs while handlers still use them (docs/decisions.md).
     await res.pool.close()
     await res.blobs.close()
 
