@@ -520,10 +520,9 @@ class _Writer:
         assert isinstance(font, TTFFont), "receipts use the bundled TrueType fonts only"
         cw: dict[int, float] = font.cw
         scale = self.pdf.font_size_pt / 1000 / self.pdf.k
-        if self._runs(text) is not None:  # some of it in the fallback face: per-character widths
-            own, fallback = _coverage(font), self.pdf.fallback_font()
-            other, fallback_cw = _fallback_coverage(), fallback.cw
-            cw = {ord(c): (fallback_cw if c not in own and c in other else cw)[ord(c)] for c in {*text, " "}}
+        runs = self._runs(text)
+        if runs is not None:  # some of it in the fallback face: each character's width from its face
+            cw = {ord(" "): cw[ord(" ")]} | {ord(c): face.cw[ord(c)] for face, run in runs for c in run}
 
         def measure(text: str) -> float:
             # The same sum fpdf2's get_string_width does for a TTF font without shaping.
