@@ -34,6 +34,22 @@ def test_packaged_library_holds_the_cre_sheet_by_key_and_by_id_and_version() -> 
     assert loaded.ref().id == "cre_memo_dscr_ltv_v1"
 
 
+def test_packaged_library_holds_the_agent_work_sheets() -> None:
+    keys = load_library().keys()
+    for key in (CRE_SHEET, "cre_memo_noi_cap_rate_v1@1.0.0", "fin_wacc_calculation_v1@1.0.0"):
+        assert key in keys
+
+
+_BOUND = {">=": "inclusive", "<=": "inclusive", ">": "exclusive", "<": "exclusive"}
+
+
+def test_every_gate_states_in_its_description_whether_its_bound_is_inclusive_or_exclusive() -> None:
+    for loaded in load_library().sheets():
+        for gate in loaded.sheet.gates:
+            where = f"{loaded.sheet.key} gate {gate.id} ({gate.op})"
+            assert _BOUND[gate.op] in gate.description, f"{where}: {gate.description!r}"
+
+
 def test_sheet_hash_is_sha256_of_the_rfc8785_form_of_the_file() -> None:
     rfc8785 = pytest.importorskip("rfc8785")  # an independent JCS implementation
     expected = sha256_digest(rfc8785.dumps(sheet_json()))
@@ -66,6 +82,15 @@ def test_unknown_sheet_is_refused_with_the_known_keys() -> None:
         (lambda d: d["required_output_schema"].update(type=7), "not a valid JSON Schema"),
         (lambda d: d.update(lane="vibes"), "lane"),
         (lambda d: d["rules"][4]["params"].update(gates=["nope"]), "unknown gate"),
+        (
+            lambda d: d["rules"][0]["params"]["required"].append("valuation"),
+            "rule 'structure.sections' required names field 'valuation', which required_output_schema does not define",
+        ),
+        (
+            lambda d: d["conventions"].pop("noi"),
+            "derivation 'dscr' reads 'noi', which is neither an earlier derivation (monthly_payment,"
+            " annual_debt_service) nor declared in conventions",
+        ),
     ],
 )
 def test_an_invalid_sheet_fails_at_load_naming_the_file(edit: Any, message: str, tmp_path: Path) -> None:

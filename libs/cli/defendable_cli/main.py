@@ -12,6 +12,7 @@ import os
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -118,6 +119,21 @@ def cmd_create_org(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sheet_lint(args: argparse.Namespace) -> int:
+    from defendable_cli.sheets import lint_files
+
+    return lint_files([Path(f) for f in args.files], as_json=args.json)
+
+
+def cmd_sheet_publish(args: argparse.Namespace) -> int:
+    from defendable_cli.sheets import publish_directory
+
+    try:
+        return publish_directory(Path(args.directory) if args.directory else None)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defendable", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True)
@@ -131,6 +147,15 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("file", nargs="?", help="a receipt or share document saved to disk (- for stdin)")
     v.add_argument("--share", metavar="URL", help="a public share URL (/share/<token>)")
     v.set_defaults(func=cmd_verify)
+    f = sub.add_parser("flight-sheet", help="check and publish Flight Sheets")
+    fsub = f.add_subparsers(dest="sheet_command", required=True)
+    lint = fsub.add_parser("lint", help="validate sheet files; print every problem with its path; exit 1 if any")
+    lint.add_argument("files", nargs="+", metavar="FILE")
+    lint.add_argument("--json", action="store_true", help="machine-readable output")
+    lint.set_defaults(func=cmd_sheet_lint)
+    pub = fsub.add_parser("publish", help="pin the hash of each new id@version in the directory's published.txt")
+    pub.add_argument("directory", nargs="?", help="a library directory (default: the packaged library)")
+    pub.set_defaults(func=cmd_sheet_publish)
     a = sub.add_parser("admin", help="administer organisations and keys")
     asub = a.add_subparsers(dest="admin_command", required=True)
     o = asub.add_parser("create-org", help="create an org and print one API key per role")

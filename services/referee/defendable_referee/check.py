@@ -8,7 +8,7 @@ failed check.
 from __future__ import annotations
 
 import decimal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -27,16 +27,26 @@ _DECODER = msgspec.json.Decoder(float_hook=decimal.Decimal)
 
 
 def check_submission(
-    sheet: FlightSheet | LoadedSheet, submission: bytes, evidence: Sequence[EvidenceRef]
+    sheet: FlightSheet | LoadedSheet,
+    submission: bytes,
+    evidence: Sequence[EvidenceRef],
+    *,
+    evidence_text: Mapping[str, str] | None = None,
 ) -> tuple[list[Finding], Verdict]:
-    """Run every rule of `sheet`, in order, on the JSON `submission`; decide the verdict."""
+    """Run every rule of `sheet`, in order, on the JSON `submission`; decide the verdict.
+
+    `evidence_text` maps an evidence id to that item's decoded UTF-8 text, for the
+    rules that search it (text_rules.py); an item without an entry (binary, too
+    large) leaves any quote from it open, never passed.
+    """
     if isinstance(sheet, LoadedSheet):
         sheet = sheet.sheet
     document, problem = decode_submission(submission)
     if document is None:
         findings = [Finding(rule_id="submission", kind="structure", status="flag", tier="high", message=problem)]
     else:
-        findings = run_rules(CheckContext(sheet=sheet, document=document, evidence=evidence))
+        texts = dict(evidence_text or {})
+        findings = run_rules(CheckContext(sheet=sheet, document=document, evidence=evidence, evidence_text=texts))
     return findings, decide(findings)
 
 

@@ -11,7 +11,7 @@ shared by the math rule (compares the memo's figures) and the policy rule
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
@@ -21,6 +21,7 @@ from defendable_canonical.model import EvidenceRef
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import fixed, to_decimal
+from defendable_referee.quote import SourceTexts
 from defendable_referee.sheet import FlightSheet
 
 
@@ -39,6 +40,9 @@ class CheckContext:
     sheet: FlightSheet
     document: dict[str, Any]
     evidence: Sequence[EvidenceRef]
+    # Evidence id -> the item's decoded UTF-8 text, for the rules that read it
+    # (text_rules.py); absent for binary or oversized items.
+    evidence_text: Mapping[str, str] = field(default_factory=dict)
 
     # -- evidence ----------------------------------------------------------
 
@@ -49,6 +53,27 @@ class CheckContext:
 
     def resolves(self, reference: object) -> bool:
         return isinstance(reference, str) and reference.strip() in self.evidence_keys
+
+    @cached_property
+    def _evidence_by_key(self) -> dict[str, EvidenceRef]:
+        # Where keys collide, an id beats a name beats a digest, then attachment order.
+        by_key: dict[str, EvidenceRef] = {}
+        for key, ref in [(r.id, r) for r in self.evidence] + [(r.name, r) for r in self.evidence]:
+            by_key.setdefault(key, ref)
+        for ref in self.evidence:
+            by_key.setdefault(ref.sha256, ref)
+        return by_key
+
+    def cited(self, reference: object) -> tuple[EvidenceRef, str | None] | None:
+        """The attached item `reference` names (by id, name or sha256) and its text — None
+        where the referee has no text it will search — or None if nothing attached is named."""
+        ref = self._evidence_by_key.get(reference.strip()) if isinstance(reference, str) else None
+        return None if ref is None else (ref, self.texts.text(ref.id))
+
+    @cached_property
+    def texts(self) -> SourceTexts:
+        """The evidence texts, each normalised at most once per check (quote.py)."""
+        return SourceTexts(self.evidence_text)
 
     # -- submission views --------------------------------------------------
 

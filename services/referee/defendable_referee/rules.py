@@ -1,8 +1,12 @@
-"""The five rule kinds. Each is `(rule, context) -> list[Finding]`; a failed check is data.
+"""The rule kinds. Each is `(rule, context) -> list[Finding]`; a failed check is data.
+The two that read the evidence's text, citation and extraction, live in text_rules.py.
 
 Granularity (it sets the verdict's score): structure, schema and each evidence
 sub-check give one finding; math gives one per calculation, one for input
-consistency and one per re-derived quantity; policy gives one per gate.
+consistency and one per re-derived quantity — plus, where the sheet asks, one
+per quantity with `excludes` that the memo calculates, and (`reconcile`) one
+per quantity the memo states somewhere besides its own result; policy gives
+one per gate.
 
 Statuses: "pass"; "flag" (checked and failed, with the rule's tier unless
 stated); "open" (could not be decided from the submission — e.g. a base
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
@@ -28,6 +33,7 @@ from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import CONTEXT, MAX_PLACES, fixed, round_half_up, to_decimal, within
 from defendable_referee.sheet import (
+    Derivation,
     EvidenceParams,
     Gate,
     MathParams,
@@ -37,6 +43,7 @@ from defendable_referee.sheet import (
     StructureParams,
     params_for,
 )
+from defendable_referee.text_rules import check_citation, check_extraction
 
 MAX_LISTED = 5  # items named in one message; the rest are counted
 MAX_TEXT = 200  # characters of submitted text quoted in a message
@@ -130,6 +137,9 @@ def check_math(rule: Rule, context: CheckContext) -> list[Finding]:
     findings = _recompute_calculations(rule, context, params)
     if params.rederive and context.sheet.derivations:
         findings += _compare_rederived(rule, context)
+        findings += _check_exclusions(rule, context)
+        if params.reconcile:
+            findings += _reconcile_derived(rule, context)
     return findings
 
 
@@ -228,14 +238,137 @@ def _compare_rederived(rule: Rule, context: CheckContext) -> list[Finding]:
         declared = to_decimal(raw)
         ok = declared is not None and within(declared, expected, tolerance.absolute_decimal)
         shown = fixed(declared) if declared is not None else _clip(raw)
+        why = "" if ok or declared is None else _excluded_difference(context, d, declared, expected)
         findings.append(
             _finding(
                 rule,
                 "pass" if ok else "flag",
                 f"{d.name}: memo reports {shown} (calculations[{index}]); re-derived from base inputs"
-                f" {d.formula} = {fixed(expected)} (±{tolerance.absolute})",
+                f" {d.formula} = {fixed(expected)} (±{tolerance.absolute}){why}",
                 observed=shown,
                 expected=fixed(expected),
+            )
+        )
+    return findings
+
+
+def _stated_value(context: CheckContext, name: str) -> Decimal | None:
+    """The first value the memo states for `name`: as an input, else as a calculation's result."""
+    for stated, _, value in context.input_values():
+        if stated == name:
+            return value
+    for _, calc in context.calculation_objects():
+        if calc.get("name") == name and (result := to_decimal(calc.get("result"))) is not None:
+            return result
+    return None
+
+
+def _excluded_difference(context: CheckContext, d: Derivation, declared: Decimal, expected: Decimal) -> str:
+    """Why a figure is off, when the gap is exactly one excluded item the memo states
+    (NOI reported as EGI − opex − debt service, with the subtraction hidden in a literal)."""
+    tolerance = context.sheet.tolerances.classes[d.tolerance].absolute_decimal
+    gap = CONTEXT.subtract(expected, declared)
+    for name in d.excludes:
+        value = _stated_value(context, name)
+        if value is not None and value and within(gap, value, tolerance):
+            return f"; the memo's figure is short by exactly {name} ({fixed(value)}), which {d.name} excludes"
+    return ""
+
+
+def _reads(calc: dict[str, object], by_name: dict[str, list[tuple[int, dict[str, object]]]]) -> list[tuple[str, str]]:
+    """(name, via) for every input `calc` reads, following inputs that are the memo's own
+    calculations; `via` names the calculation an indirect input came through ("" if direct)."""
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    queue: deque[tuple[dict[str, object], str]] = deque([(calc, "")])
+    while queue:
+        current, via = queue.popleft()
+        inputs = current.get("inputs")
+        for name in inputs if isinstance(inputs, dict) else ():
+            if not isinstance(name, str) or name in seen:
+                continue
+            seen.add(name)
+            found.append((name, via))
+            for i, source in by_name.get(name, []):
+                if source is not calc:
+                    queue.append((source, via or f"calculations[{i}] {name}"))
+    return found
+
+
+def _check_exclusions(rule: Rule, context: CheckContext) -> list[Finding]:
+    """A quantity defined without some items (NOI: no debt service, depreciation or capex)
+    must not read them, directly or through the memo's other calculations. One finding per
+    such quantity the memo calculates; none where it does not (the re-derivation opens that)."""
+    by_name: dict[str, list[tuple[int, dict[str, object]]]] = {}
+    for i, calc in context.calculation_objects():
+        if isinstance(calc.get("name"), str):
+            by_name.setdefault(calc["name"], []).append((i, calc))
+    findings: list[Finding] = []
+    for d in context.sheet.derivations:
+        if not d.excludes or d.name not in by_name:
+            continue
+        excluded = _listing(d.excludes)
+        hits: list[str] = []
+        names: list[str] = []
+        for i, calc in by_name[d.name]:
+            for name, via in _reads(calc, by_name):
+                if name in d.excludes:
+                    hits.append(f"calculations[{i}] reads {name}" + (f" via {via}" if via else ""))
+                    names.append(name)
+        if not hits:
+            findings.append(_finding(rule, "pass", f"{d.name} reads none of the items it excludes ({excluded})"))
+            continue
+        findings.append(
+            _finding(
+                rule,
+                "flag",
+                f"{d.name} must exclude {excluded}, but {_listing(hits)}",
+                observed=_listing(names),
+                expected=f"none of {excluded}",
+            )
+        )
+    return findings
+
+
+def _reconcile_derived(rule: Rule, context: CheckContext) -> list[Finding]:
+    """A derived quantity the memo also states elsewhere — in `inputs_used`, or as another
+    calculation's input (NOI feeding cap rate) — must be one figure: every statement and the
+    calculation's own result agree within the quantity's tolerance. With no calculation of it,
+    the sheet's re-derived figure stands in for the result. One finding per quantity so used;
+    the result itself is compared with the re-derivation by `_compare_rederived`."""
+    listed = [(name, where, value) for name, where, value in context.input_values() if where.startswith("inputs_used")]
+    derivation = context.rederivation
+    findings: list[Finding] = []
+    for d in context.sheet.derivations:
+        tolerance = context.sheet.tolerances.classes[d.tolerance]
+        stated = [(where, value) for name, where, value in listed if name == d.name]
+        results = 0
+        for i, calc in context.calculation_objects():
+            if calc.get("name") == d.name and (result := to_decimal(calc.get("result"))) is not None:
+                stated.append((f"calculations[{i}] result", result))
+                results += 1
+            inputs = calc.get("inputs")
+            if isinstance(inputs, dict) and (used := to_decimal(inputs.get(d.name))) is not None:
+                stated.append((f"calculations[{i}].inputs", used))
+        if len(stated) == results:
+            continue  # stated nowhere but as its own result: nothing to reconcile
+        if not results and d.name in derivation.values:
+            expected = round_half_up(derivation.values[d.name], tolerance.places)
+            stated.append((f"re-derived {d.formula}", expected))
+        values = [value for _, value in stated]
+        agree = within(max(values), min(values), tolerance.absolute_decimal)
+        shown = _listing([f"{fixed(value)} ({where})" for where, value in stated])
+        message = (
+            f"{d.name} is the same figure (±{tolerance.absolute}) wherever it is stated: {shown}"
+            if agree
+            else f"{d.name} is stated with different values (±{tolerance.absolute}): {shown}"
+        )
+        findings.append(
+            _finding(
+                rule,
+                "pass" if agree else "flag",
+                message,
+                observed=None if agree else fixed(max(values)) + " vs " + fixed(min(values)),
             )
         )
     return findings
@@ -348,6 +481,8 @@ RULE_CHECKS: dict[str, RuleCheck] = {
     "math": check_math,
     "evidence": check_evidence,
     "policy": check_policy,
+    "citation": check_citation,
+    "extraction": check_extraction,
 }
 
 

@@ -6,6 +6,15 @@ this service does not know, or a default it fills in, cannot move the hash a
 receipt names. Everything a sheet refers to — rule kinds and params, formulas,
 tolerance classes, gate quantities — is validated when the library loads, so a
 typo fails the build and never a customer's run.
+
+Names a sheet relies on must be defined in the sheet itself, or it is refused
+at load (a rule reading a field nothing defines would otherwise be a silent
+"open" or pass on every run): structure `required` / `non_empty` keys must be
+properties of `required_output_schema`; a derivation's formula may read only
+earlier derivations and names declared in `conventions` — the conventions are
+the names an agent is told to state, so a base input the sheet reads but never
+documents is an error, not an input no memo can supply; and a derivation's
+`excludes` may name only conventions or other derivations.
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from decimal import Decimal
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import jsonschema
 import msgspec
@@ -27,9 +36,10 @@ from defendable_referee.errors import EvaluationError, FlightSheetInvalid
 from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import MAX_PLACES, to_decimal
+from defendable_referee.publication import LOCK_NAME, LockError, publication_problems, read_lock
 
-RuleKind = Literal["structure", "schema", "math", "evidence", "policy"]
-RULE_KINDS: tuple[RuleKind, ...] = ("structure", "schema", "math", "evidence", "policy")
+RuleKind = Literal["structure", "schema", "math", "evidence", "policy", "citation", "extraction"]
+RULE_KINDS: tuple[RuleKind, ...] = ("structure", "schema", "math", "evidence", "policy", "citation", "extraction")
 GateOp = Literal[">=", "<=", ">", "<"]
 
 
@@ -45,6 +55,7 @@ class SchemaParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 class MathParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     max_calculations: int = 200
     rederive: bool = True  # also re-derive the sheet's quantities from base inputs
+    reconcile: bool = False  # also: a derived quantity stated beyond its own result is one figure (rules.py)
 
 
 class EvidenceParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,14 +67,53 @@ class PolicyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     gates: list[str] = []  # gate ids, in order; empty means every gate of the sheet
 
 
-Params = StructureParams | SchemaParams | MathParams | EvidenceParams | PolicyParams
+# The citation and extraction kinds read the evidence's text (text_rules.py, quote.py).
+QuoteMatch = Literal["exact", "normalised"]  # "normalised" also accepts an exact match
+Count = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
+
+
+class CitationParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_claims: Count = 200
+    require_quote: bool = True  # False: a claim may cite without quoting; a quote given is still checked
+    match: QuoteMatch = "normalised"
+    min_quote_chars: Count = 8  # counted after normalising
+    max_quote_chars: Count = 2000
+
+    def __post_init__(self) -> None:
+        _check_quote_bounds(self.min_quote_chars, self.max_quote_chars)
+
+
+class ExtractionParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    max_facts: Count = 200
+    match: QuoteMatch = "normalised"
+    min_quote_chars: Count = 8
+    max_quote_chars: Count = 1000
+    fraction_units: list[str] = []  # units in which "12.5%" reads 0.125 (in any other it reads 12.5)
+    currency_units: dict[str, Literal["$", "€", "£"]] = {}  # unit -> the only symbol its numbers may carry
+
+    def __post_init__(self) -> None:
+        _check_quote_bounds(self.min_quote_chars, self.max_quote_chars)
+        for unit in [*self.fraction_units, *self.currency_units]:
+            if unit != unit.strip().lower():
+                raise ValueError(f"unit {unit!r} must be lower-case and trimmed")
+
+
+def _check_quote_bounds(least: int, most: int) -> None:
+    if least > most:
+        raise ValueError(f"min_quote_chars {least} exceeds max_quote_chars {most}")
+
+
+Params = StructureParams | SchemaParams | MathParams | EvidenceParams | PolicyParams | CitationParams | ExtractionParams
 _PARAMS: dict[str, type[Params]] = {
     "structure": StructureParams,
     "schema": SchemaParams,
     "math": MathParams,
     "evidence": EvidenceParams,
     "policy": PolicyParams,
+    "citation": CitationParams,
+    "extraction": ExtractionParams,
 }
+PARAMS_BY_KIND = _PARAMS  # public name for format_schema.py; one dict, so new kinds appear in both
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -111,6 +161,9 @@ class Derivation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     formula: str
     tolerance: str  # a class in Tolerances.classes
     description: str = ""
+    # Items the quantity is defined without (NOI excludes debt service): the memo's
+    # calculation of `name` may not read them, directly or through its own calculations.
+    excludes: list[str] = []
 
 
 class Gate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -130,6 +183,7 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 
 
 class FlightSheet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    schema_uri: str = msgspec.field(default="", name="$schema")  # optional: format_schema.FORMAT_ID, for editors
     id: str
     version: str
     lane: Lane
@@ -161,6 +215,7 @@ class LoadedSheet(msgspec.Struct, frozen=True, kw_only=True):
 
     sheet: FlightSheet
     sha256: Digest
+    raw: bytes = b""  # the file's bytes, served as published (GET /flight-sheets/{id}@{version})
 
     def ref(self) -> FlightSheetRef:
         """What a Checked event and a receipt name: id, version, sha256."""
@@ -201,17 +256,39 @@ class Library:
     def keys(self) -> list[str]:
         return sorted(self._sheets)
 
+    def digests(self) -> dict[str, str]:
+        """`id@version` -> sha256, what the lock file pins."""
+        return {key: loaded.sha256 for key, loaded in self._sheets.items()}
+
+    def sheets(self) -> list[LoadedSheet]:
+        return [self._sheets[key] for key in sorted(self._sheets)]
+
     def __len__(self) -> int:
         return len(self._sheets)
 
 
 def load_library(directory: Traversable | Path | None = None) -> Library:
-    """Every `*.json` in `directory` (default: the packaged `flight_sheets/`), validated and hashed."""
-    root: Traversable = directory if directory is not None else resources.files(__package__) / "flight_sheets"
+    """Every `*.json` in `directory` (default: the packaged `flight_sheets/`), validated, hashed,
+    and matched against the directory's lock of published hashes (publication.py)."""
+    root: Traversable = directory if directory is not None else packaged_directory()
     files = sorted((f for f in root.iterdir() if f.is_file() and f.name.endswith(".json")), key=lambda f: f.name)
     if not files:
         raise FlightSheetInvalid(f"no flight sheets (*.json) in {root}")
-    return Library(load_sheet(f.read_bytes(), source=f.name) for f in files)
+    library = Library(load_sheet(f.read_bytes(), source=f.name) for f in files)
+    lock = root / LOCK_NAME
+    if not lock.is_file():
+        raise FlightSheetInvalid(f"{root} has no {LOCK_NAME}: run `defendable flight-sheet publish {root}`")
+    try:
+        problems = publication_problems(read_lock(lock.read_text("utf-8")), library.digests())
+    except LockError as exc:
+        raise FlightSheetInvalid(str(exc)) from None
+    if problems:
+        raise FlightSheetInvalid(f"{root}: " + "; ".join(problems))
+    return library
+
+
+def packaged_directory() -> Traversable:
+    return resources.files(__package__) / "flight_sheets"
 
 
 def load_sheet(data: bytes, *, source: str) -> LoadedSheet:
@@ -225,7 +302,7 @@ def load_sheet(data: bytes, *, source: str) -> LoadedSheet:
         raise FlightSheetInvalid(f"{source}: {exc}") from None
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
         raise FlightSheetInvalid(f"{source}: {exc}") from None
-    return LoadedSheet(sheet=sheet, sha256=digest)
+    return LoadedSheet(sheet=sheet, sha256=digest, raw=data)
 
 
 def _validate(sheet: FlightSheet) -> None:
@@ -248,6 +325,7 @@ def _validate(sheet: FlightSheet) -> None:
             raise FlightSheetInvalid(f"rule {rule.id!r} params: {exc}") from None
     _validate_tolerances(sheet.tolerances)
     derived = _validate_derivations(sheet.derivations, sheet.tolerances.classes)
+    _validate_names(sheet)
     gate_ids: set[str] = set()
     for gate in sheet.gates:
         if gate.quantity not in derived:
@@ -263,6 +341,50 @@ def _validate(sheet: FlightSheet) -> None:
             for gate_id in params.gates:
                 if gate_id not in gate_ids:
                     raise FlightSheetInvalid(f"rule {rule.id!r} names unknown gate {gate_id!r}")
+
+
+def _validate_names(sheet: FlightSheet) -> None:
+    """Every field and name a rule or derivation relies on is one the sheet defines (module docstring)."""
+    properties = sheet.required_output_schema.get("properties")
+    fields = sorted(properties) if isinstance(properties, dict) else []
+    for rule in sheet.rules:
+        params = params_for(rule)
+        if not isinstance(params, StructureParams):
+            continue
+        for key, names in (("required", params.required), ("non_empty", params.non_empty)):
+            for name in names:
+                if name not in fields:
+                    raise FlightSheetInvalid(
+                        f"rule {rule.id!r} {key} names field {name!r}, which required_output_schema does not define"
+                        f" (its properties: {', '.join(fields) or 'none'})"
+                    )
+    declared = ", ".join(sorted(sheet.conventions)) or "none"
+    derived = {d.name for d in sheet.derivations}
+    earlier: list[str] = []
+    for derivation in sheet.derivations:
+        reads = parse_expression(derivation.formula).names  # parsed by _validate_derivations already
+        for name in sorted(reads):
+            if name in derived and name not in earlier:
+                raise FlightSheetInvalid(
+                    f"derivation {derivation.name!r} reads {name!r}, which is not derived before it"
+                    " (derivations run in sheet order)"
+                )
+            if name not in derived and name not in sheet.conventions:
+                raise FlightSheetInvalid(
+                    f"derivation {derivation.name!r} reads {name!r}, which is neither an earlier derivation"
+                    f" ({', '.join(earlier) or 'none'}) nor declared in conventions ({declared})"
+                )
+        for name in derivation.excludes:
+            if name == derivation.name:
+                raise FlightSheetInvalid(f"derivation {derivation.name!r} excludes itself")
+            if name in reads:
+                raise FlightSheetInvalid(f"derivation {derivation.name!r} excludes {name!r}, which its formula reads")
+            if name not in derived and name not in sheet.conventions:
+                raise FlightSheetInvalid(
+                    f"derivation {derivation.name!r} excludes {name!r}, which is neither a derivation"
+                    f" nor declared in conventions ({declared})"
+                )
+        earlier.append(derivation.name)
 
 
 def _validate_tolerances(tolerances: Tolerances) -> None:
