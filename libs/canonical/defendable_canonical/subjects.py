@@ -17,6 +17,7 @@ DEAD_SUBJECTS = "dead.>"
 # Read-only questions answered by the owning service (NATS request-reply).
 LEDGER_VERIFY = "svc.ledger.verify"
 REFEREE_FLIGHT_SHEET = "svc.referee.flight-sheet"
+REFEREE_FLIGHT_SHEETS = "svc.referee.flight-sheets"
 
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 

@@ -42,7 +42,7 @@ class Reply:
     """One HTTP answer, read whole."""
 
     status_code: int
-    headers: dict[str, str]
+    headers: dict[str, str]  # names lower-cased
     content: bytes
 
     @property
@@ -80,7 +80,8 @@ class Client:
         """`kw` as aiohttp takes them: json=, data= (bytes or FormData), params=, headers=."""
         headers = {**self._headers, **kw.pop("headers", {})}
         async with self._http().request(method, self.base_url + path, headers=headers, **kw) as response:
-            return Reply(response.status, dict(response.headers), await response.read())
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return Reply(response.status, headers, await response.read())
 
     async def _call(self, method: str, path: str, **kw: Any) -> Any:
         reply = await self.request(method, path, **kw)

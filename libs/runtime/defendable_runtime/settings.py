@@ -18,6 +18,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     public_base_url: str
     max_evidence_bytes: int
     data_dir: str
+    flight_sheets_dir: str = ""  # referee: a library directory instead of the packaged one
 
 
 def from_env() -> Settings:
@@ -33,4 +34,5 @@ def from_env() -> Settings:
         public_base_url=env.get("PUBLIC_BASE_URL", "http://127.0.0.1:8700").rstrip("/"),
         max_evidence_bytes=int(env.get("MAX_EVIDENCE_BYTES", str(100 * 1024 * 1024))),
         data_dir=env.get("DEFENDABLE_DATA_DIR", ".stack/data"),
+        flight_sheets_dir=env.get("FLIGHT_SHEETS_DIR", ""),
     )

@@ -38,7 +38,7 @@ from defendable_runtime.progress import holding
 from defendable_runtime.settings import Settings, from_env
 from defendable_runtime.storage import BlobStore
 
-from . import routes, store
+from . import routes, sheet_routes, store
 from .waiters import waiters
 
 log = logging.getLogger("defendable.gateway")
@@ -181,6 +181,8 @@ def create_app(cfg: Settings | None = None) -> Litestar:
             routes.get_receipt,
             routes.share,
             routes.ledger_verify,
+            sheet_routes.list_flight_sheets,
+            sheet_routes.get_flight_sheet,
             healthz,
             readyz,
             MetricsController,

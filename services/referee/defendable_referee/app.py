@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 from asyncpg import Pool
@@ -17,7 +18,7 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.events import Checked, Submitted, derive_id, encode, event_decoder
-from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET
+from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET, REFEREE_FLIGHT_SHEETS
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     Poison,
@@ -51,7 +52,8 @@ res = Resources()
 
 @app.on_startup
 async def open_resources() -> None:
-    res.library = load_library()
+    # A directory of the org's own sheets replaces the packaged library; its lock file is required too.
+    res.library = load_library(Path(settings.flight_sheets_dir) if settings.flight_sheets_dir else None)
     res.pool = await db.create_pool(settings.database_url)
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     await ensure_streams(broker)  # before any consumer starts
@@ -103,6 +105,7 @@ def judge(event: Submitted) -> Checked:
 
 class SheetQuery(msgspec.Struct, frozen=True):
     ref: str  # "id@version"
+    full: bool = False  # also answer the sheet's file bytes, exactly as published
 
 
 class SheetAnswer(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,6 +116,15 @@ class SheetAnswer(msgspec.Struct, frozen=True, kw_only=True):
     sha256: str = ""
     title: str = ""
     error: str = ""
+    sheet: msgspec.Raw | None = None  # the published file's JSON, when asked for in full
+
+
+class SheetSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    version: str
+    lane: str
+    sha256: str
+    title: str
 
 
 @broker.subscriber(REFEREE_FLIGHT_SHEET, queue="referee")
@@ -125,6 +137,20 @@ async def on_flight_sheet(msg: NatsMessage) -> bytes:
     except UnknownFlightSheet as exc:
         return msgspec.json.encode(SheetAnswer(found=False, error=str(exc)))
     ref = sheet.ref()
+    raw = msgspec.Raw(sheet.raw) if query.full else None
     return msgspec.json.encode(
-        SheetAnswer(found=True, id=ref.id, version=ref.version, lane=sheet.lane, sha256=ref.sha256, title=sheet.title)
+        SheetAnswer(
+            found=True, id=ref.id, version=ref.version, lane=sheet.lane, sha256=ref.sha256, title=sheet.title, sheet=raw
+        )
+    )
+
+
+@broker.subscriber(REFEREE_FLIGHT_SHEETS, queue="referee")
+async def on_flight_sheets(msg: NatsMessage) -> bytes:
+    """Every sheet in the library, sorted by id@version (a few dozen at most: one reply)."""
+    return msgspec.json.encode(
+        [
+            SheetSummary(id=s.sheet.id, version=s.sheet.version, lane=s.lane, sha256=s.sha256, title=s.title)
+            for s in res.library.sheets()
+        ]
     )
