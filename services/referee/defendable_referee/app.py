@@ -29,10 +29,12 @@ from defendable_runtime.messaging import (
     publish_event,
 )
 from defendable_runtime.settings import from_env
+from defendable_runtime.storage import BlobStore
 
-from . import store
+from . import evidence_reader, store
 from .check import check_submission
-from .sheet import Library, UnknownFlightSheet, load_library
+from .sheet import Library, LoadedSheet, UnknownFlightSheet, load_library
+from .text_rules import TEXT_RULE_KINDS
 
 log = logging.getLogger("defendable.referee")
 SERVICE = "referee"
@@ -45,6 +47,7 @@ app = FastStream(broker)
 class Resources:
     pool: Pool
     library: Library
+    blobs: BlobStore
 
 
 res = Resources()
@@ -55,6 +58,7 @@ async def open_resources() -> None:
     # A directory of the org's own sheets replaces the packaged library; its lock file is required too.
     res.library = load_library(Path(settings.flight_sheets_dir) if settings.flight_sheets_dir else None)
     res.pool = await db.create_pool(settings.database_url)
+    res.blobs = await BlobStore(settings).open()  # read-only here: evidence text for citation rules
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     await ensure_streams(broker)  # before any consumer starts
 
@@ -63,6 +67,7 @@ async def open_resources() -> None:
 async def close_resources() -> None:
     # Not on_shutdown, which FastStream runs while handlers still use them (docs/decisions.md).
     await res.pool.close()
+    await res.blobs.close()
 
 
 def utc_now() -> str:
@@ -74,7 +79,8 @@ async def referee(raw: Msg) -> None:
     async with res.pool.acquire() as conn:
         stored = await store.stored_check(conn, event.event_id)
     if stored is None:
-        checked = judge(event)
+        sheet = sheet_for(event)
+        checked = judge(event, sheet, await evidence_texts(sheet, event))
         async with res.pool.acquire() as conn, conn.transaction():
             stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
     await publish_event(broker, event_decoder.decode(stored))
@@ -83,12 +89,23 @@ async def referee(raw: Msg) -> None:
 consume_events(broker, SERVICE, "submitted", "referee", referee, infra_errors=db.INFRA_ERRORS)
 
 
-def judge(event: Submitted) -> Checked:
+def sheet_for(event: Submitted) -> LoadedSheet:
     try:
-        sheet = res.library.get(event.flight_sheet.id, event.flight_sheet.version)
+        return res.library.get(event.flight_sheet.id, event.flight_sheet.version)
     except UnknownFlightSheet as exc:
         raise Poison(f"run {event.run_id} names a flight sheet this referee does not have: {exc}") from exc
-    findings, verdict = check_submission(sheet, bytes(event.submission), event.evidence)
+
+
+async def evidence_texts(sheet: LoadedSheet, event: Submitted) -> dict[str, str]:
+    """The text of the attached items, only for sheets whose rules read it (most read none)."""
+    if not any(rule.kind in TEXT_RULE_KINDS for rule in sheet.sheet.rules):
+        return {}
+    wanted = evidence_reader.to_read(event.evidence, text=True, trail=False)
+    return evidence_reader.decode_texts(wanted, await evidence_reader.read_items(res.blobs, wanted))
+
+
+def judge(event: Submitted, sheet: LoadedSheet, texts: dict[str, str]) -> Checked:
+    findings, verdict = check_submission(sheet, bytes(event.submission), event.evidence, evidence_text=texts)
     return Checked(
         event_id=derive_id("ev", event.event_id, "Checked"),
         org_id=event.org_id,

@@ -40,6 +40,7 @@ from defendable_referee.numeric import CONTEXT, fixed, to_decimal, within
 from defendable_referee.quote import Location, normalise
 from defendable_referee.sheet import CitationParams, ExtractionParams, QuoteMatch, Rule, params_for
 
+TEXT_RULE_KINDS = frozenset({"citation", "extraction"})  # the referee fetches evidence text only for these
 MAX_LISTED = 5  # items named in one message; the rest are counted
 MAX_SHOWN = 80  # characters of a quote or a submitted value shown in a message
 
