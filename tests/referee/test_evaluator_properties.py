@@ -463,7 +463,9 @@ def power_products(draw: st.DrawFn) -> str:
 def padded(body: str, filler: str) -> str:
     """`body` brought to exactly MAX_SOURCE_CHARS with whitespace or a trailing comment."""
     spare = MAX_SOURCE_CHARS - len(body)
-    return body + (" #" + "x" * (spare - 2) if filler == "#" else filler * spare)
+    if filler == "#" and spare >= 2:  # a comment needs two characters; with one to spare, pad with a space
+        return body + " #" + "x" * (spare - 2)
+    return body + (" " if filler == "#" else filler) * spare
 
 
 @st.composite

@@ -27,7 +27,11 @@ async def _ask(subject: str, body: bytes) -> bytes:
         raise problem(503, "the referee did not answer; retry shortly") from exc
 
 
-@get("/flight-sheets", summary="Every Flight Sheet in the library: id, version, lane, title, sha256", guards=[require_key])
+@get(
+    "/flight-sheets",
+    summary="Every Flight Sheet in the library: id, version, lane, title, sha256",
+    guards=[require_key],
+)
 async def list_flight_sheets() -> Response[Any]:
     answer = await _ask(REFEREE_FLIGHT_SHEETS, b"{}")
     return Response({"items": msgspec.Raw(answer)})

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 from defendable_referee.errors import EvaluationError
 from defendable_referee.numeric import CONTEXT, MAX_ADJUSTED_EXPONENT, MAX_PLACES, PRECISION, round_half_up
@@ -44,6 +45,7 @@ MAX_UNARY_RUN = 16
 MAX_NODES = 400
 MAX_TREE_DEPTH = 64
 MAX_EXPONENT = 10_000  # |e| for `**`; also the most periods `pmt` accepts
+PARSED_CACHE_SIZE = 512  # at most ~512 × 400 nodes held
 MAX_LITERAL_BITS = 400  # an int literal beyond ~10**120 is out of range anyway
 
 _LINE_END = re.compile(rb"\r\n?|\n")  # how the tokenizer ends lines (form feed does not)
@@ -129,6 +131,14 @@ def parse_expression(source: str) -> Expression:
     """Validate `source` against the grammar above; raise EvaluationError if refused."""
     if not isinstance(source, str):
         raise EvaluationError(f"formula must be text, got {type(source).__name__}")
+    return _parse_cached(source)
+
+
+@lru_cache(maxsize=PARSED_CACHE_SIZE)
+def _parse_cached(source: str) -> Expression:
+    # Agents state the same few formulas run after run, and parsing (ast + screening +
+    # lowering) was most of the math rule's cost. An Expression is immutable, so sharing
+    # one is safe; refusals raise and are not cached.
     _prescreen(source)
     try:
         tree = ast.parse(source, mode="eval")

@@ -25,9 +25,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 
-import jsonschema
-
 from defendable_canonical.model import Finding, Status, Tier
+from defendable_referee import output_schema
 from defendable_referee.context import CheckContext
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
@@ -107,13 +106,13 @@ def check_structure(rule: Rule, context: CheckContext) -> list[Finding]:
 def check_schema(rule: Rule, context: CheckContext) -> list[Finding]:
     params = params_for(rule)
     assert isinstance(params, SchemaParams)
-    validator = jsonschema.Draft202012Validator(context.sheet.required_output_schema)
     # Scan a bounded number of errors, then sort so the report does not depend on
     # the validator's traversal order.
-    scanned = list(itertools.islice(validator.iter_errors(context.document), MAX_SCHEMA_ERRORS_SCANNED))
+    found = output_schema.errors(context.sheet.required_output_schema, context.document)
+    scanned = list(itertools.islice(found, MAX_SCHEMA_ERRORS_SCANNED))
     if not scanned:
         return [_finding(rule, "pass", "submission matches the required output schema")]
-    errors = sorted((error.json_path, _clip(error.message)) for error in scanned)
+    errors = sorted((path, _clip(message)) for path, message in scanned)
     shown = [f"{path}: {message}" for path, message in errors[: params.max_errors_reported]]
     more = len(scanned) - len(shown)
     count = f"{len(scanned)}+" if len(scanned) == MAX_SCHEMA_ERRORS_SCANNED else str(len(scanned))

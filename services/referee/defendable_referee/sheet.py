@@ -36,6 +36,7 @@ from defendable_referee.errors import EvaluationError, FlightSheetInvalid
 from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import MAX_PLACES, to_decimal
+from defendable_referee.output_schema import compile_problem
 from defendable_referee.publication import LOCK_NAME, LockError, publication_problems, read_lock
 
 RuleKind = Literal["structure", "schema", "math", "evidence", "policy", "citation", "extraction"]
@@ -312,6 +313,9 @@ def _validate(sheet: FlightSheet) -> None:
         jsonschema.Draft202012Validator.check_schema(sheet.required_output_schema)
     except jsonschema.SchemaError as exc:
         raise FlightSheetInvalid(f"required_output_schema is not a valid JSON Schema: {exc.message}") from None
+    problem = compile_problem(sheet.required_output_schema)
+    if problem is not None:
+        raise FlightSheetInvalid(f"required_output_schema cannot be compiled: {problem}")
     seen: set[str] = set()
     for rule in sheet.rules:
         if rule.id in seen:
