@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
 
-`--only` (micro, baselines, pipeline, ledger) measures just those parts, for quick
+`--only` (micro, baselines, pipeline, ledger, otlp, referee) measures just those parts, for quick
 before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
@@ -34,16 +34,21 @@ from defendable_stack.servers import start_stack
 
 from .baselines import baselines
 from .micro import micro
+from .otlp import otlp
 from .pipeline import full_runs, ledger_mints
+from .referee import referee_checks
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
-PARTS = ["micro", "baselines", "pipeline", "ledger"]
+PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
     "chain_verify_receipts_per_s": 500_000,
     "render_pdfs_per_s": 50,
+    "cre_sheet_checks_per_s": 2_000,  # the slowest of the three CRE-lane sheets, one core
+    "otlp_spans_per_s": 20_000,  # the slower of protobuf and JSON, one core
 }
+CRE_SHEETS = ("cre_memo_dscr_ltv_v1@1.0.0", "cre_memo_noi_cap_rate_v1@1.0.0", "fin_wacc_calculation_v1@1.0.0")
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -93,6 +98,12 @@ def main() -> int:
     if "micro" in parts:
         print("bench: in-process figures (canonical, chain, render)", flush=True)
         figures["micro"] = micro(args.quick)
+    if "otlp" in parts:
+        print("bench: OTLP ingest spans/s (decode, normalise, hash)", flush=True)
+        figures["otlp"] = otlp(args.quick)
+    if "referee" in parts:
+        print("bench: referee checks/s per Flight Sheet", flush=True)
+        figures["referee"] = referee_checks(args.quick)
     if parts & {"baselines", "pipeline", "ledger"}:
         figures |= stack_figures(parts, args.quick)
     if parts != set(PARTS):
@@ -178,6 +189,8 @@ def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
             v for k, v in figures["micro"]["chain_verify"].items() if "raw" not in k and "sha" not in k
         ),
         "render_pdfs_per_s": figures["micro"]["render_pdfs_per_s"],
+        "cre_sheet_checks_per_s": min(figures["referee"][k]["checks_per_s_cpu"] for k in CRE_SHEETS),
+        "otlp_spans_per_s": figures["otlp"]["reached"],
     }
     result = {
         "started_at": started,
