@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from defendable_canonical.cook import (
     COOK_RECEIPT_SCHEMA,
     LIFT_METHOD,
+    CheckedRun,
     CookDataset,
     EvalItem,
     EvalSet,
@@ -24,7 +25,6 @@ from defendable_canonical.cook import (
 from defendable_canonical.model import Approval, FlightSheetRef, RiskBreakdown, Verdict
 from defendable_referee.lift import (
     MAX_ITEMS,
-    CheckedRun,
     CookDecision,
     LiftError,
     bootstrap_indices,

@@ -33,7 +33,7 @@ import msgspec
 
 from .digest import Digest, is_digest, sha256_digest
 from .jcs import canonicalize
-from .model import COOK_RECEIPT_SCHEMA, Approval, FlightSheetRef
+from .model import COOK_RECEIPT_SCHEMA, Approval, FlightSheetRef, Verdict
 
 COOK_SEED_DOMAIN = "defendablecloud.cook-seed/v1"
 LiftMethod = Literal["paired-percentile-bootstrap/sha256-ctr"]
@@ -122,6 +122,16 @@ def cook_seed(
 
 
 # ---------------------------------------------------------------- the receipt
+
+
+class CheckedRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One eval-set item checked by the referee for one model (what a CookRequested event carries per item)."""
+
+    item_id: str
+    run_id: str
+    flight_sheet: FlightSheetRef
+    model: str
+    verdict: Verdict
 
 
 class CookDataset(msgspec.Struct, frozen=True, kw_only=True, gc=False):

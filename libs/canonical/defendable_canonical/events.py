@@ -14,6 +14,16 @@ from typing import Literal
 
 import msgspec
 
+from .cook import CheckedRun, CookDataset, CookItemScore, CookLift, CookReceiptBody, EvalSet, EvalSetRef
+from .incident import (
+    GovernancePolicyRef,
+    IncidentKind,
+    IncidentReceiptBody,
+    IncidentTrigger,
+    Response,
+    Scope,
+    UnlockRecord,
+)
 from .model import (
     AgentProfile,
     EvidenceKind,
@@ -25,6 +35,7 @@ from .model import (
     Signature,
     Verdict,
 )
+from .trail import TrailSummary
 
 SCHEMA_VERSION = 1
 
@@ -96,13 +107,76 @@ class Decide(Command, frozen=True, kw_only=True, tag=True):
     note: str = ""
 
 
-AnyCommand = CreateRun | AttachEvidence | Submit | Decide
+# -- cooks: run_id is the cook's id ("cook_<hex>"); its item runs are ordinary checked runs
+
+
+class CookPair(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    item_id: str  # an EvalSet item id
+    run_id: str  # the checked run that evaluated that item
+
+
+class RequestCook(Command, frozen=True, kw_only=True, tag=True):
+    """Evaluate a fine-tune: the same eval set, checked before (base model) and after (cooked model)."""
+
+    project: str
+    base_model: str
+    cooked_model: str
+    dataset: CookDataset  # what the model was cooked on
+    eval_set: EvalSet  # frozen, ordered items with content digests
+    pre: list[CookPair]
+    post: list[CookPair]
+
+
+class DecideCook(Command, frozen=True, kw_only=True, tag=True):
+    decision: Literal["approve", "reject"]
+    approver: str
+    note: str = ""
+
+
+# -- governance: run_id is the incident's id ("inc_<hex>"), or the agent's for a heartbeat
+
+
+class Heartbeat(Command, frozen=True, kw_only=True, tag=True):
+    """An agent is alive (dark-agent clauses). run_id: "agent_" + the first 32 hex of its profile key."""
+
+    agent_profile: AgentProfile
+    lane: Lane
+
+
+class AcknowledgeIncident(Command, frozen=True, kw_only=True, tag=True):
+    approver: str
+    note: str = ""
+
+
+class UnlockLane(Command, frozen=True, kw_only=True, tag=True):
+    """Lift the lock the incident `run_id` set; an approver action, recorded on the chain."""
+
+    approver: str
+    note: str = ""
+
+
+AnyCommand = (
+    CreateRun
+    | AttachEvidence
+    | Submit
+    | Decide
+    | RequestCook
+    | DecideCook
+    | Heartbeat
+    | AcknowledgeIncident
+    | UnlockLane
+)
 
 COMMAND_KINDS: dict[type[Command], str] = {
     CreateRun: "create_run",
     AttachEvidence: "attach_evidence",
     Submit: "submit",
     Decide: "decide",
+    RequestCook: "request_cook",
+    DecideCook: "decide_cook",
+    Heartbeat: "heartbeat",
+    AcknowledgeIncident: "acknowledge_incident",
+    UnlockLane: "unlock_lane",
 }
 
 
@@ -149,6 +223,8 @@ class Checked(Event, frozen=True, kw_only=True, tag=True):
     submission_sha256: str
     findings: list[Finding]
     verdict: Verdict
+    execution_trail: TrailSummary | msgspec.UnsetType = msgspec.UNSET  # when OTLP evidence was attached
+    trail_key: str = ""  # S3 key of the normalised step records (JSON Lines), for GET /runs/{id}/trail
 
 
 class Approved(Event, frozen=True, kw_only=True, tag=True):
@@ -187,8 +263,102 @@ class Rendered(Event, frozen=True, kw_only=True, tag=True):
     pdf_size: int
 
 
+# -- cooks (run_id: the cook id)
+
+
+class CookRequested(Event, frozen=True, kw_only=True, tag=True):
+    """Intake admitted a cook: every item run belongs to the org and is checked; the referee decides."""
+
+    project: str
+    base_model: str
+    cooked_model: str
+    dataset: CookDataset
+    eval_set: EvalSet
+    pre: list[CheckedRun]
+    post: list[CheckedRun]
+
+
+class CookChecked(Event, frozen=True, kw_only=True, tag=True):
+    """The referee's decision (lift.decide_cook). Only an eligible cook may be approved."""
+
+    eligible: bool
+    reasons: list[str]  # empty exactly when eligible
+    noise_floor: str
+    flight_sheet: FlightSheetRef | None = None
+    base_model: str | None = None
+    cooked_model: str | None = None
+    eval_set: EvalSetRef | None = None
+    pre: list[CookItemScore] = []
+    post: list[CookItemScore] = []
+    lift: CookLift | None = None  # set when the bootstrap ran, eligible or not
+
+
+class CookApproved(Event, frozen=True, kw_only=True, tag=True):
+    receipt: CookReceiptBody
+
+
+class CookRejected(Event, frozen=True, kw_only=True, tag=True):
+    approver: str
+    decided_at: str
+    note: str = ""
+
+
+# -- governance (run_id: the incident id; for LaneUnlocked, the unlock id)
+
+
+class IncidentOpened(Event, frozen=True, kw_only=True, tag=True):
+    kind: IncidentKind
+    lane: Scope
+    agent_profile: AgentProfile
+    profile_key: str
+    trigger: IncidentTrigger
+    response: Response
+    policy: GovernancePolicyRef
+    opened_at: str
+
+
+class LaneLocked(Event, frozen=True, kw_only=True, tag=True):
+    """New runs of `agent_profile` in `lane` ("*": every lane) are refused with 423, citing `clause_id`."""
+
+    lane: Scope
+    agent_profile: AgentProfile
+    profile_key: str
+    clause_id: str
+    incident_id: str
+    locked_at: str
+    reason: str  # the refusal text, policy clause cited
+
+
+class IncidentAcknowledged(Event, frozen=True, kw_only=True, tag=True):
+    """A human acknowledged the incident: the ledger mints its receipt."""
+
+    receipt: IncidentReceiptBody
+
+
+class LaneUnlocked(Event, frozen=True, kw_only=True, tag=True):
+    """An approver lifted a lock: the gateway stops refusing, the ledger mints the unlock receipt."""
+
+    record: UnlockRecord
+
+
 AnyEvent = (
-    RunCreated | EvidenceAttached | Submitted | Checked | Approved | Rejected | CommandRefused | Minted | Rendered
+    RunCreated
+    | EvidenceAttached
+    | Submitted
+    | Checked
+    | Approved
+    | Rejected
+    | CommandRefused
+    | Minted
+    | Rendered
+    | CookRequested
+    | CookChecked
+    | CookApproved
+    | CookRejected
+    | IncidentOpened
+    | LaneLocked
+    | IncidentAcknowledged
+    | LaneUnlocked
 )
 
 EVENT_NAMES: dict[type[Event], str] = {
@@ -201,6 +371,14 @@ EVENT_NAMES: dict[type[Event], str] = {
     CommandRefused: "refused",
     Minted: "minted",
     Rendered: "rendered",
+    CookRequested: "cook_requested",
+    CookChecked: "cook_checked",
+    CookApproved: "cook_approved",
+    CookRejected: "cook_rejected",
+    IncidentOpened: "incident_opened",
+    LaneLocked: "lane_locked",
+    IncidentAcknowledged: "incident_acknowledged",
+    LaneUnlocked: "lane_unlocked",
 }
 
 command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)

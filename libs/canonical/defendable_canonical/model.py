@@ -17,6 +17,8 @@ from typing import Literal
 
 import msgspec
 
+from .trail import TrailSummary
+
 Lane = Literal["agent_work", "dataset", "compute"]
 LANES: tuple[Lane, ...] = ("agent_work", "dataset", "compute")
 Status = Literal["pass", "flag", "open"]
@@ -113,6 +115,9 @@ class ReceiptBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     findings: list[Finding]
     verdict: Verdict
     approval: Approval
+    # The run's execution trail (OTLP evidence, normalised by the referee), when it has one.
+    # UNSET is left out of the encoding, so receipts of runs without a trail hash as before.
+    execution_trail: TrailSummary | msgspec.UnsetType = msgspec.UNSET
 
 
 class ReceiptPayload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -133,6 +138,7 @@ class ReceiptPayload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     findings: list[Finding]
     verdict: Verdict
     approval: Approval
+    execution_trail: TrailSummary | msgspec.UnsetType = msgspec.UNSET
     minted_at: str
 
 

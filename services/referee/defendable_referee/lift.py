@@ -27,6 +27,7 @@ import msgspec
 from defendable_canonical.cook import (
     COOK_RECEIPT_SCHEMA,
     LIFT_METHOD,
+    CheckedRun,
     CookDataset,
     CookItemScore,
     CookLift,
@@ -38,7 +39,7 @@ from defendable_canonical.cook import (
     eval_set_problems,
     eval_set_sha256,
 )
-from defendable_canonical.model import Approval, FlightSheetRef, Verdict
+from defendable_canonical.model import Approval, FlightSheetRef
 from defendable_referee.errors import RefereeError
 from defendable_referee.numeric import CONTEXT, to_decimal
 
@@ -229,16 +230,6 @@ def paired_bootstrap(
 
 
 # ---------------------------------------------------------------- the cook decision
-
-
-class CheckedRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One eval-set item checked by the referee for one model."""
-
-    item_id: str
-    run_id: str
-    flight_sheet: FlightSheetRef
-    model: str
-    verdict: Verdict
 
 
 class CookDecision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
