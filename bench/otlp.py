@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from defendable_gateway.otlp_steps import ingest
+from defendable_canonical.otlp_steps import ingest
 
 TARGET_SPANS_PER_S = 20_000
 T0 = 1_718_000_000_000_000_000

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,13 +152,22 @@ async def checked_run(client: Client, **memo_kw: object) -> str:
     return run_id
 
 
-async def create(client: Client) -> str:
+AGENT_PROFILE: dict[str, Any] = {
+    "model": "gpt-test",
+    "harness": "pytest",
+    "tools": ["calculator"],
+    "runtime": "python3.11",
+}
+
+
+async def create(client: Client, profile: dict[str, Any] | None = None) -> str:
+    """A run of `profile` (default AGENT_PROFILE): governance locks are per agent profile."""
     for attempt in range(50):  # the referee may still be starting on the first test
         try:
             return await client.create_run(
                 "Harbour Point refinancing",
                 "cre_memo_dscr_ltv_v1@1.0.0",
-                {"model": "gpt-test", "harness": "pytest", "tools": ["calculator"], "runtime": "python3.11"},
+                profile or AGENT_PROFILE,
                 assignment="Assess DSCR and LTV for the Harbour Point refinancing.",
             )
         except Exception as exc:  # 503 while the referee starts

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
 from defendable_cli.client import Client
 
-from .conftest import Services, create
+from .conftest import AGENT_PROFILE, Services, create
 from .memo import EVIDENCE, memo
 
 CHECK_WITHIN_S = 30.0
@@ -22,8 +23,8 @@ HOSTILE = {
 }
 
 
-async def checked_within(client: Client, formula: str) -> dict[str, object]:
-    run_id = await create(client)
+async def checked_within(client: Client, formula: str, profile: dict[str, Any] | None = None) -> dict[str, object]:
+    run_id = await create(client, profile)
     await asyncio.gather(*(client.add_file(run_id, name, data) for name, data in EVIDENCE.items()))
     await client.submit(run_id, memo(formula=formula))
     return await client.wait_for(run_id, ("checked",), timeout=CHECK_WITHIN_S)
@@ -52,7 +53,8 @@ async def test_a_hostile_formula_is_a_high_flag_and_the_referee_survives(
 
 async def test_the_referee_still_checks_an_honest_run_after_hostile_ones(submitter: Client, services: Services) -> None:
     await asyncio.gather(*(checked_within(submitter, formula) for formula in HOSTILE.values()))
-    run = await checked_within(submitter, "noi / annual_debt_service")
+    # Another agent profile: five high-flag verdicts lock the lane for the hostile one (governance, issue 3).
+    run = await checked_within(submitter, "noi / annual_debt_service", {**AGENT_PROFILE, "model": "gpt-honest"})
     assert isinstance(run["verdict"], dict)
     assert run["verdict"]["severity"] == "honey", run["findings"]
     assert services.procs["referee"].poll() is None

@@ -14,24 +14,21 @@ import msgspec
 import pytest
 
 from defendable_canonical.digest import is_digest, sha256_digest
-from defendable_canonical.incident import DarkAgentTrigger, HighFlagsTrigger, SpendCapTrigger
+from defendable_canonical.incident import DarkAgentTrigger, HighFlagsTrigger, SpendCapTrigger, profile_key
 from defendable_canonical.model import INCIDENT_RECEIPT_SCHEMA, LANES, AgentProfile, Lane
 from defendable_intake.governance import (
     MAX_INCIDENTS,
     MAX_PROFILES,
     MAX_SEEN_RUNS,
     MAX_USAGE_ENTRIES,
-    NS,
     Acknowledged,
     AnyAction,
     AnyObservation,
     GovernanceState,
     Heartbeat,
-    LoadedPolicy,
     LockLane,
     MintIncidentReceipt,
     OpenIncident,
-    PolicyInvalid,
     RecordUnlock,
     Tick,
     Unlocked,
@@ -40,12 +37,11 @@ from defendable_intake.governance import (
     decode_state,
     encode_state,
     is_locked,
-    load_policy,
     lock_for,
     observe,
-    profile_key,
     refusal_reason,
 )
+from defendable_intake.governance_policy import NS, LoadedPolicy, PolicyInvalid, load_policy
 
 DEFAULT_POLICY = Path(__file__).parents[2] / "services/intake/defendable_intake/policies/default_governance_v1.json"
 T0 = 1_767_225_600 * NS  # 2026-01-01T00:00:00Z
@@ -281,9 +277,10 @@ def test_exactly_n_high_flag_verdicts_within_the_window_lock_the_lane_citing_the
     assert is_locked(state, "agent_work", AGENT) == HIGH_FLAGS
     held = lock_for(state, "agent_work", AGENT)
     assert held is not None
-    assert refusal_reason(held) == (
-        f"lane agent_work is locked for this agent profile by governance clause {HIGH_FLAGS}"
-        f" (incident {incident.incident_id}); an approver must unlock it"
+    assert refusal_reason(held, incident.policy) == (
+        f"lane agent_work is locked for this agent profile by policy test_policy@1.0.0 clause {HIGH_FLAGS}:"
+        " 3 high-flag verdicts within 86400 s;"
+        f" an approver can unlock it: POST /incidents/{incident.incident_id}/unlock"
     )
 
 

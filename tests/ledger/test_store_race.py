@@ -23,7 +23,7 @@ from defendable_canonical.model import StoredReceipt
 from defendable_canonical.perf import typical_body
 from defendable_ledger import store
 from defendable_ledger.keys import Signer
-from defendable_ledger.mint import MintedReceipt, chain_batch
+from defendable_ledger.mint import MintedReceipt, MintRequest, chain_batch, mint_request
 from defendable_runtime import db
 
 MINTED_AT = "2026-01-02T03:04:05.000Z"
@@ -53,21 +53,20 @@ def org_id() -> str:
     return "org-race-" + secrets.token_hex(6)
 
 
-def approvals(org_id: str, count: int) -> list[Approved]:
+def approvals(org_id: str, count: int) -> list[MintRequest]:
     out = []
     for _ in range(count):
         run_id = "run_" + secrets.token_hex(16)
         body = msgspec.structs.replace(typical_body(1, org_id), run_id=run_id)
-        out.append(
-            Approved(
-                event_id="ev_" + secrets.token_hex(16),
-                org_id=org_id,
-                run_id=run_id,
-                occurred_at=MINTED_AT,
-                producer="test",
-                receipt=body,
-            )
+        approved = Approved(
+            event_id="ev_" + secrets.token_hex(16),
+            org_id=org_id,
+            run_id=run_id,
+            occurred_at=MINTED_AT,
+            producer="test",
+            receipt=body,
         )
+        out.append(mint_request(approved))
     return out
 
 
@@ -75,7 +74,7 @@ def tokens(count: int) -> list[str]:
     return [secrets.token_urlsafe(24) for _ in range(count)]
 
 
-async def mint_locked(conn: asyncpg.Connection, org_id: str, batch: list[Approved], hold: asyncio.Event) -> int:
+async def mint_locked(conn: asyncpg.Connection, org_id: str, batch: list[MintRequest], hold: asyncio.Event) -> int:
     """The ledger's own write path: lock the head, chain after it, append; `hold` delays the commit."""
     async with conn.transaction():
         head_seq, head_hash = await store.lock_head(conn, org_id)
@@ -142,7 +141,7 @@ async def test_two_writers_that_skip_the_lock_cannot_both_commit_a_receipt_after
 ) -> None:
     """Both read the head without FOR UPDATE and race their COPY: one commits, the other is refused."""
 
-    async def unlocked(conn: asyncpg.Connection, batch: list[Approved], both_read: asyncio.Barrier) -> None:
+    async def unlocked(conn: asyncpg.Connection, batch: list[MintRequest], both_read: asyncio.Barrier) -> None:
         async with conn.transaction():
             head_seq, head_hash = 0, GENESIS_HASH  # read without the lock: both see genesis
             await both_read.wait()

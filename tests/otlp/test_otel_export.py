@@ -13,7 +13,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from defendable_canonical.model import Finding, RankedFlag, RiskBreakdown, Verdict
-from defendable_gateway.otel_export import EVALUATION_EVENT, evaluation_events
+from defendable_canonical.otel_export import EVALUATION_EVENT, evaluation_events
 
 TRACE = "5b8efff798038103d269b633813fc60c"
 SPAN = "eee19b7ec3c1b174"

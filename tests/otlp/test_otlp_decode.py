@@ -23,8 +23,7 @@ import rfc8785
 from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-from defendable_canonical.trail import bundle_hash, step_hash, verify_step
-from defendable_gateway.otlp import (
+from defendable_canonical.otlp import (
     MAX_ATTRIBUTES,
     MAX_BODY_BYTES,
     MAX_SPANS,
@@ -33,7 +32,8 @@ from defendable_gateway.otlp import (
     inflate,
     media_type_for_filename,
 )
-from defendable_gateway.otlp_steps import MAX_TEXT, NormalisedTrail, ingest
+from defendable_canonical.otlp_steps import MAX_TEXT, NormalisedTrail, ingest
+from defendable_canonical.trail import bundle_hash, step_hash, verify_step
 
 from .spans import (
     TRACE,
@@ -473,7 +473,7 @@ def test_a_50_mb_payload_is_accepted_with_bounded_memory() -> None:
 
 PEAK_RSS = """
 import resource, sys
-from defendable_gateway.otlp_steps import ingest
+from defendable_canonical.otlp_steps import ingest
 body = open(sys.argv[1], "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 trail = ingest(body, sys.argv[2])

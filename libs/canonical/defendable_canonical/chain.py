@@ -2,6 +2,9 @@
 
 A failed check is data: `verify_chain` returns a report naming the first bad link with
 a short factual reason. Signatures are checked elsewhere (they need `cryptography`).
+One org's chain holds receipts of every kind (eval, cook, incident, unlock): strict
+verification reads each payload as the type its `schema` names (`receipt.PAYLOAD_TYPES`),
+and a schema that names none is a bad link.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import msgspec
 from .digest import GENESIS_HASH, PREFIX, is_digest
 from .jcs import CanonicalError, canonical_struct, canonicalize_json
 from .model import ChainLink, ReceiptPayload, StoredReceipt
+from .receipt import EVAL_SCHEMAS, AnyReceiptPayload, decode_any_payload
 
 
 class BadLink(msgspec.Struct, frozen=True, kw_only=True):
@@ -56,7 +60,8 @@ def verify_chain(receipts: Sequence[StoredReceipt], *, strict_canonical: bool = 
     """Verify an org's receipts, in seq order, from genesis.
 
     Per receipt: 1. SHA-256 of the stored payload bytes equals the recorded hash; 2. the
-    payload decodes; 3. (strict) the bytes are RFC 8785 canonical; 4. payload seq equals the
+    payload decodes (strict: fully, as the type its schema names; otherwise its chain
+    fields only); 3. (strict) the bytes are RFC 8785 canonical; 4. payload seq equals the
     recorded seq, which is the previous seq + 1, starting at 1; 5. payload parent_hash equals
     the recorded one, which is the previous receipt's hash (GENESIS_HASH for seq 1);
     6. every receipt has the first receipt's org_id.
@@ -135,15 +140,19 @@ class ChainVerifier:
             return False
         # 2. Decode, keeping only the chain fields: a batch of live decoded payloads would make
         # every garbage-collector pass walk them; 3. strict: canonical bytes; 4./5./6. as above.
-        decoder = _payload_decoder if self._strict else _fields_decoder
         fields: list[tuple[int, str, str]] = []
         try:
-            for data in payloads:
-                payload = decoder.decode(data)
-                if isinstance(payload, ReceiptPayload) and _canonical_problem(payload, bytes(data)) is not None:
-                    return False
-                fields.append((payload.seq, payload.parent_hash, payload.org_id))
-        except msgspec.DecodeError:
+            if self._strict:
+                for data in payloads:
+                    payload = _strict_decode(data)
+                    if _canonical_problem(payload, bytes(data)) is not None:
+                        return False
+                    fields.append((payload.seq, payload.parent_hash, payload.org_id))
+            else:
+                for data in payloads:
+                    chain_fields = _fields_decoder.decode(data)
+                    fields.append((chain_fields.seq, chain_fields.parent_hash, chain_fields.org_id))
+        except (msgspec.DecodeError, CanonicalError):
             return False
         payload_seqs, payload_parents, orgs = zip(*fields, strict=True)
         if list(payload_seqs) != seqs or list(payload_parents) != parents:
@@ -192,22 +201,39 @@ class ChainVerifier:
         return f" (it forks from seq {at // 32 + 1})"
 
 
+def _strict_decode(data: bytes) -> AnyReceiptPayload:
+    """`receipt.decode_any_payload`, with its common case inlined: the batch path calls this
+    once per receipt. Raises msgspec.DecodeError or CanonicalError."""
+    try:
+        payload = _payload_decoder.decode(data)
+    except msgspec.ValidationError:
+        return decode_any_payload(data)
+    return payload if payload.schema in EVAL_SCHEMAS else decode_any_payload(data)
+
+
 def _check_receipt(
     receipt: StoredReceipt, expected_seq: int, previous: str, strict: bool
-) -> tuple[_ChainFields | ReceiptPayload | None, str | None]:
+) -> tuple[_ChainFields | AnyReceiptPayload | None, str | None]:
     """Steps 1-5 for one receipt: (decoded chain fields, None) or (None, what is wrong)."""
     data = receipt.payload
     # 1. Hash exactly the stored bytes.
     actual = PREFIX + hashlib.sha256(data).hexdigest()
     if actual != receipt.receipt_hash:
         return None, f"payload hashes to {short(actual)} but is recorded as {short(receipt.receipt_hash)}"
-    # 2./3. Decode; strict mode decodes fully and re-canonicalises.
-    try:
-        fields: _ChainFields | ReceiptPayload = (_payload_decoder if strict else _fields_decoder).decode(data)
-    except msgspec.DecodeError as exc:
-        return None, f"payload is not a receipt payload: {exc}"
-    if strict and isinstance(fields, ReceiptPayload) and (problem := _canonical_problem(fields, bytes(data))):
-        return None, problem
+    # 2./3. Decode; strict mode decodes fully, as the type the schema names, and re-canonicalises.
+    fields: _ChainFields | AnyReceiptPayload
+    if strict:
+        try:
+            fields = decode_any_payload(data)
+        except CanonicalError as exc:
+            return None, str(exc)
+        if problem := _canonical_problem(fields, bytes(data)):
+            return None, problem
+    else:
+        try:
+            fields = _fields_decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            return None, f"payload is not a receipt payload: {exc}"
     # 4. Sequence numbers.
     if receipt.seq != expected_seq:
         return None, f"expected seq {expected_seq} here, after seq {expected_seq - 1}"
@@ -225,7 +251,7 @@ def _check_receipt(
     return fields, None
 
 
-def _canonical_problem(payload: ReceiptPayload, data: bytes) -> str | None:
+def _canonical_problem(payload: AnyReceiptPayload, data: bytes) -> str | None:
     """RFC 8785: the stored bytes must be the canonical form of what they decode to.
 
     Cheap check first: re-encode the decoded Struct. Only on a mismatch (e.g. a field this

@@ -10,7 +10,7 @@ consuming databases' unique constraints catch what the window misses.
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -93,12 +93,24 @@ class AttachEvidence(Command, frozen=True, kw_only=True, tag=True):
     content: bytes | None = None
 
 
+class Usage(msgspec.Struct, frozen=True, kw_only=True, gc=False, forbid_unknown_fields=True):
+    """A run's declared usage. `cost` is a decimal string in the org's accounting currency (the one
+    its governance policy's spend caps name); bounds keep every sum exact and inside int64."""
+
+    input_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 0
+    output_tokens: Annotated[int, msgspec.Meta(ge=0, le=10**12)] = 0
+    cost: Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?$")] | None = None
+
+
 class Submit(Command, frozen=True, kw_only=True, tag=True):
     submission: msgspec.Raw  # the submission as JSON; intake stores its canonical form
     # Evidence the submitter attached before submitting: intake admits the
     # submission only once each of these is attached (JetStream redelivery can
     # reorder commands), and refuses it if one of them was refused.
     evidence_ids: list[str] = []
+    # What the work consumed, as its submitter declares it, beside (not inside) the submission: the
+    # submission must match its Flight Sheet's schema. Counted by governance spend caps, never hashed.
+    usage: Usage | None = None
 
 
 class Decide(Command, frozen=True, kw_only=True, tag=True):
@@ -291,6 +303,9 @@ class CookChecked(Event, frozen=True, kw_only=True, tag=True):
     pre: list[CookItemScore] = []
     post: list[CookItemScore] = []
     lift: CookLift | None = None  # set when the bootstrap ran, eligible or not
+    # Each side's mean score (CookSide.mean_score), set with `lift`: intake builds the receipt from this event.
+    mean_pre: str | None = None
+    mean_post: str | None = None
 
 
 class CookApproved(Event, frozen=True, kw_only=True, tag=True):

@@ -26,7 +26,8 @@ from typing import Final, Literal
 
 import msgspec
 
-from .jcs import CanonicalError
+from .digest import Digest, sha256_digest
+from .jcs import CanonicalError, canonical_struct
 from .model import INCIDENT_RECEIPT_SCHEMA, AgentProfile, Approval
 
 UNLOCK_RECEIPT_SCHEMA: Final = "defendablecloud.unlock-receipt/v1"
@@ -46,6 +47,33 @@ def rfc3339_ms(unix_ns: int) -> str:
     """``2026-01-02T03:04:05.678Z`` for unix nanoseconds, truncated to the millisecond (pure)."""
     seconds, rest = divmod(unix_ns, _NS)
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest // 1_000_000:03d}Z"
+
+
+# ---------------------------------------------------------------- the agent profile key
+
+
+class _KeyedProfile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    schema: str = "defendablecloud.agent-profile-key/v1"  # domain separation from every other hash
+    model: str
+    harness: str
+    tools: list[str]
+    runtime: str
+
+
+def profile_key(profile: AgentProfile) -> Digest:
+    """sha256 of JCS({schema, model, harness, tools, runtime}): every field, exactly as given,
+    except that `tools` is a set — sorted and de-duplicated —, so listing the same tools in
+    another order is the same agent and cannot step around a lock. Locks, incidents and the
+    gateway's 423 check are keyed on it."""
+    keyed = _KeyedProfile(
+        model=profile.model, harness=profile.harness, tools=sorted(set(profile.tools)), runtime=profile.runtime
+    )
+    return sha256_digest(canonical_struct(keyed))
+
+
+def agent_id(profile: AgentProfile) -> str:
+    """The run_id a `Heartbeat` carries: ``"agent_"`` + the first 32 hex of the profile key."""
+    return "agent_" + profile_key(profile).removeprefix("sha256:")[:32]
 
 
 # ---------------------------------------------------------------- triggers: what happened

@@ -57,7 +57,7 @@ class StepRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False, omit_defau
     """One step of a run's execution trail; hashed on its own (`step_hash`).
 
     `flags` names what the normaliser found wrong with this step (codes of
-    `defendable_gateway.otlp_steps.ProblemCode`: missing_parent, cycle, duplicate_span_id,
+    `defendable_canonical.otlp_steps.ProblemCode`: missing_parent, cycle, duplicate_span_id,
     time_inverted, …), sorted; hashed with the step so a shown step carries its own caveats.
     """
 

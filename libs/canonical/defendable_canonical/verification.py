@@ -2,7 +2,9 @@
 
 Each check reports PASS, FAIL or SKIPPED (not applicable — never a silent
 pass). The hash is recomputed over the RFC 8785 form of the *parsed* payload,
-so a document that was pretty-printed or re-saved still verifies.
+so a document that was pretty-printed or re-saved still verifies. A receipt of
+any kind (eval, cook, incident, unlock) verifies the same way; its `schema`
+must name one of them, and the payload must be what that schema says.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from .chain import verify_links
 from .digest import GENESIS_HASH, sha256_digest
 from .jcs import CanonicalError, canonicalize
 from .model import ChainLink, Signature
+from .receipt import PAYLOAD_TYPES
 from .signature import verify_signature
 
 Outcome = Literal["PASS", "FAIL", "SKIPPED"]
@@ -44,7 +47,10 @@ def verify_document(doc: Any) -> list[Check]:
     else:
         checks.append(Check("receipt hash", "FAIL", f"payload hashes to {digest}, document claims {claimed}"))
 
-    # 2. the signature over the hash
+    # 2. the payload is a receipt of the kind its schema names
+    checks.append(_schema_check(payload))
+
+    # 3. the signature over the hash
     raw_sig = doc.get("signature")
     if raw_sig is None:
         checks.append(Check("signature (Ed25519)", "FAIL", "no signature: every receipt is signed"))
@@ -61,7 +67,7 @@ def verify_document(doc: Any) -> list[Check]:
                 else Check("signature (Ed25519)", "PASS", f"signed by key {signature.kid}")
             )
 
-    # 3. the chain position the payload states, against the links (share documents carry them)
+    # 4. the chain position the payload states, against the links (share documents carry them)
     seq = payload.get("seq") if isinstance(payload, dict) else None
     parent = payload.get("parent_hash") if isinstance(payload, dict) else None
     raw_links = doc.get("links")
@@ -83,6 +89,19 @@ def verify_document(doc: Any) -> list[Check]:
     else:
         checks.append(Check("chain links", "PASS", f"{len(links)} links from genesis to seq {seq}"))
     return checks
+
+
+def _schema_check(payload: Any) -> Check:
+    schema = payload.get("schema") if isinstance(payload, dict) else None
+    kind = PAYLOAD_TYPES.get(schema) if isinstance(schema, str) else None
+    if kind is None:
+        shown = "no schema" if schema is None else f"schema {str(schema)[:100]!r}"
+        return Check("receipt schema", "FAIL", f"unknown receipt schema: the payload has {shown}")
+    try:
+        msgspec.convert(payload, kind)
+    except msgspec.ValidationError as exc:
+        return Check("receipt schema", "FAIL", f"the payload is not a {schema} receipt: {exc}")
+    return Check("receipt schema", "PASS", f"a {schema} receipt")
 
 
 def all_passed(checks: list[Check]) -> bool:

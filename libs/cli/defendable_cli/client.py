@@ -125,13 +125,16 @@ class Client:
         )
         return result
 
-    async def submit(self, run_id: str, submission: dict[str, Any] | bytes) -> None:
+    async def submit(
+        self, run_id: str, submission: dict[str, Any] | bytes, usage: dict[str, Any] | None = None
+    ) -> None:
+        """`usage` ({input_tokens, output_tokens, cost}) travels beside the submission, for spend caps."""
+        headers = {} if usage is None else {"Defendable-Usage": msgspec.json.encode(usage).decode()}
         if isinstance(submission, bytes):
-            await self._call(
-                "POST", f"/runs/{run_id}/submission", data=submission, headers={"content-type": "application/json"}
-            )
+            headers["content-type"] = "application/json"
+            await self._call("POST", f"/runs/{run_id}/submission", data=submission, headers=headers)
         else:
-            await self._call("POST", f"/runs/{run_id}/submission", json=submission)
+            await self._call("POST", f"/runs/{run_id}/submission", json=submission, headers=headers)
 
     async def approve(self, run_id: str, note: str = "") -> None:
         await self._call("POST", f"/runs/{run_id}/approve", json={"note": note})

@@ -150,7 +150,7 @@ def consumer(durable: str, max_ack_pending: int = 4096) -> ConsumerConfig:
 
 class _Durable(NamedTuple):
     stream: str
-    subject: str
+    subjects: tuple[str, ...]
     config: ConsumerConfig
 
 
@@ -158,14 +158,18 @@ _durables: weakref.WeakKeyDictionary[NatsBroker, list[_Durable]] = weakref.WeakK
 
 
 def durable_subscriber(
-    broker: NatsBroker, subject: str, stream: JStream, config: ConsumerConfig, pull_sub: PullSub
+    broker: NatsBroker, subject: str | Sequence[str], stream: JStream, config: ConsumerConfig, pull_sub: PullSub
 ) -> LogicSubscriber[Any]:
     """A durable pull subscriber with manual acks, whose consumer `ensure_streams` converges
     onto `config`: FastStream alone would reuse an existing durable as it was first created
-    (with an older ack wait, say)."""
-    _durables.setdefault(broker, []).append(_Durable(stream.name, subject, config))
+    (with an older ack wait, say). Several subjects make one consumer over all of them
+    (JetStream `filter_subjects`), delivering in stream order across them."""
+    subjects = (subject,) if isinstance(subject, str) else tuple(subject)
+    _durables.setdefault(broker, []).append(_Durable(stream.name, subjects, config))
+    if len(subjects) > 1:  # FastStream then addresses the consumer by its filter subjects
+        config = dataclasses.replace(config, filter_subjects=list(subjects))
     subscriber = broker.subscriber(
-        subject,
+        subjects[0] if len(subjects) == 1 else "",
         stream=stream,
         durable=config.durable_name,
         config=config,
@@ -232,8 +236,14 @@ async def ensure_streams(broker: NatsBroker) -> None:
             await js.add_stream(config)
         except BadRequestError:  # exists with another config: converge on ours
             await js.update_stream(config)
-    for durable in _durables.get(broker, []):  # created, or updated in place (same name, same filter)
-        await js.add_consumer(durable.stream, dataclasses.replace(durable.config, filter_subject=durable.subject))
+    for durable in _durables.get(broker, []):  # created, or updated in place (same name; filters may change)
+        single = len(durable.subjects) == 1
+        converged = dataclasses.replace(
+            durable.config,
+            filter_subject=durable.subjects[0] if single else None,
+            filter_subjects=None if single else list(durable.subjects),
+        )
+        await js.add_consumer(durable.stream, converged)
 
 
 _publishers: weakref.WeakKeyDictionary[NatsBroker, GroupPublisher] = weakref.WeakKeyDictionary()

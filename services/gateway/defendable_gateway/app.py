@@ -38,7 +38,7 @@ from defendable_runtime.progress import holding
 from defendable_runtime.settings import Settings, from_env
 from defendable_runtime.storage import BlobStore
 
-from . import routes, sheet_routes, store
+from . import cook_routes, incident_routes, routes, sheet_routes, store, trace_routes
 from .waiters import waiters
 
 log = logging.getLogger("defendable.gateway")
@@ -183,6 +183,19 @@ def create_app(cfg: Settings | None = None) -> Litestar:
             routes.ledger_verify,
             sheet_routes.list_flight_sheets,
             sheet_routes.get_flight_sheet,
+            cook_routes.request_cook,
+            cook_routes.get_cook,
+            cook_routes.approve_cook,
+            cook_routes.reject_cook,
+            trace_routes.otlp_traces,
+            trace_routes.run_trail,
+            trace_routes.run_trail_step,
+            trace_routes.run_otel,
+            incident_routes.heartbeat,
+            incident_routes.list_incidents,
+            incident_routes.get_incident,
+            incident_routes.acknowledge,
+            incident_routes.unlock,
             healthz,
             readyz,
             MetricsController,

@@ -29,7 +29,7 @@ from defendable_canonical.subjects import LEDGER_VERIFY, REFEREE_FLIGHT_SHEET
 from defendable_runtime.settings import Settings
 from defendable_runtime.storage import BlobStore, BlobTooLarge
 
-from . import store
+from . import lane_lock, store, usage
 from .auth import Principal, Role, hash_key, parse_bearer
 from .schemas import (
     Accepted,
@@ -178,6 +178,7 @@ async def create_run(request: Request[Any, Any, Any], data: CreateRunRequest) ->
         raise problem(422, str(sheet.get("error") or f"unknown flight sheet {data.flight_sheet}"))
     if sheet["lane"] != data.lane:
         raise problem(422, f"flight sheet {data.flight_sheet} is for lane {sheet['lane']}, not {data.lane}")
+    await lane_lock.refuse_if_locked(holder.res.pool, principal.org_id, data.lane, data.agent_profile)  # 423
     run_id = "run_" + secrets.token_hex(16)
     await store.record_requested_run(
         holder.res.pool, principal.org_id, run_id, data.project, data.lane, data.flight_sheet
@@ -308,6 +309,7 @@ async def submit(request: Request[Any, Any, Any], run_id: str) -> Accepted:
     principal = principal_of(request)
     run = await own_run(principal, run_id)
     require_open(run, "a submission")
+    declared = usage.declared_usage(request.headers.get(usage.HEADER))  # beside the submission (usage.py)
     body = await read_bounded(request, MAX_SUBMISSION_BYTES, "a submission")
     try:
         value = msgspec.json.decode(body)
@@ -325,6 +327,7 @@ async def submit(request: Request[Any, Any, Any], run_id: str) -> Accepted:
             **command_base(principal, run_id),
             submission=msgspec.Raw(body),
             evidence_ids=[e["evidence_id"] for e in evidence if e["status"] in ("pending", "attached")],
+            usage=declared,
         )
     )
     return Accepted(run_id=run_id, status="submitting")
@@ -432,6 +435,7 @@ async def get_run(
         "submission_sha256": run["submission_sha256"],
         "findings": raw_or_none(run["findings"]),
         "verdict": raw_or_none(run["verdict"]),
+        "execution_trail": raw_or_none(run["trail"]),
         "approval": raw_or_none(run["approval"]),
         "receipt": receipt,
         "refusals": [msgspec.Raw(bytes(r)) for r in run["refusals"]],

@@ -28,6 +28,8 @@ from defendable_canonical.events import (
     Submitted,
 )
 
+from . import cook_store, incident_store
+
 SCHEMA = "gateway"
 MIGRATIONS = [
     """
@@ -91,6 +93,10 @@ MIGRATIONS = [
         UNIQUE (org_id, seq)
     );
     """,
+    # The execution trail's summary (a TrailSummary) and where its step records are stored.
+    "ALTER TABLE gateway.runs ADD COLUMN trail bytea, ADD COLUMN trail_key text;",
+    cook_store.MIGRATION,  # gateway.cooks
+    incident_store.MIGRATION,  # gateway.incidents, gateway.lane_locks
 ]
 
 STAGES = {
@@ -263,6 +269,12 @@ async def _advance(conn: Connection, org_id: str, run_id: str, stage: str, sets:
 
 
 async def apply_event(conn: Connection, event: AnyEvent) -> None:
+    if cook_store.is_cook(event.run_id):  # cooks fold into their own table
+        await cook_store.apply_event(conn, event)
+        return
+    if incident_store.owns(event):  # incidents, lane locks and their receipts fold into their own tables
+        await incident_store.apply_event(conn, event)
+        return
     o, r = event.org_id, event.run_id
     match event:
         case RunCreated():
@@ -283,9 +295,10 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
         case Submitted():
             await _advance(conn, o, r, "submitted", ", submission_sha256 = $5", event.submission_sha256)
         case Checked():
+            trail = None if event.execution_trail is msgspec.UNSET else msgspec.json.encode(event.execution_trail)
             await _advance(
-                conn, o, r, "checked", ", findings = $5, verdict = $6",
-                msgspec.json.encode(event.findings), msgspec.json.encode(event.verdict),
+                conn, o, r, "checked", ", findings = $5, verdict = $6, trail = $7, trail_key = $8",
+                msgspec.json.encode(event.findings), msgspec.json.encode(event.verdict), trail, event.trail_key or None,
             )  # fmt: skip
         case Approved():
             await _advance(conn, o, r, "approved", ", approval = $5", msgspec.json.encode(event.receipt.approval))

@@ -23,6 +23,7 @@ from defendable_canonical.events import (
     RunCreated,
     Submit,
     Submitted,
+    Usage,
     derive_id,
 )
 from defendable_canonical.model import (
@@ -54,6 +55,7 @@ class RunState(msgspec.Struct, kw_only=True):
     status: RunStatus
     submission_sha256: str | None = None
     checked: Checked | None = None
+    usage: Usage | None = None  # as the submitter declared it (Submit.usage), for governance spend caps
 
 
 class Refusal(Exception):
@@ -143,6 +145,7 @@ def submit(cmd: Submit, run: RunState | None, canonical: bytes, evidence: list[E
     digest = sha256_digest(canonical)
     state.status = "submitted"
     state.submission_sha256 = digest
+    state.usage = cmd.usage
     return Submitted(
         **envelope(cmd.command_id, cmd.org_id, cmd.run_id, "Submitted", now),
         lane=state.lane,
@@ -194,6 +197,7 @@ def decide(cmd: Decide, run: RunState | None, evidence: list[EvidenceRef], now: 
         findings=run.checked.findings,
         verdict=run.checked.verdict,
         approval=Approval(approver=cmd.approver, decided_at=now, note=cmd.note),
+        execution_trail=run.checked.execution_trail,
     )
     return Approved(
         **envelope(cmd.command_id, run.org_id, run.run_id, "Approved", now),

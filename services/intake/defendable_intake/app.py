@@ -16,6 +16,7 @@ import asyncio
 import functools
 import hashlib
 import logging
+import os
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -30,9 +31,12 @@ from defendable_canonical.events import (
     AnyCommand,
     AttachEvidence,
     Checked,
+    CookChecked,
     CreateRun,
     Decide,
+    DecideCook,
     Event,
+    RequestCook,
     Submit,
     command_decoder,
     encode,
@@ -53,8 +57,10 @@ from defendable_runtime.messaging import (
     durable_subscriber,
     ensure_streams,
     expect_event,
+    jetstream,
     make_broker,
     publish_event,
+    publish_events,
     retry_later,
     settle,
 )
@@ -62,7 +68,7 @@ from defendable_runtime.progress import holding
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore, evidence_key
 
-from . import admission, store
+from . import admission, cook_flow, governor, store
 from .admission import Refusal
 
 log = logging.getLogger("defendable.intake")
@@ -91,11 +97,24 @@ async def open_resources() -> None:
     res.blobs = await BlobStore(settings).open()
     await res.blobs.ensure_bucket()
     await ensure_streams(broker)  # before any consumer starts
+    governor.gov.configure(os.environ, res.pool, lambda events: publish_events(broker, events), ingest_backlog)
+
+
+@app.after_startup
+async def start_governor() -> None:
+    governor.gov.start()  # the governance ticker: dark agents, pruning, the outbox relay
+
+
+async def ingest_backlog() -> int:
+    """Commands waiting for intake: the governor defers dark-agent ticks while any wait."""
+    info = await jetstream(broker).consumer_info(INGEST.name, "intake")
+    return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
 
 @app.after_shutdown
 async def close_resources() -> None:
     # Not on_shutdown, which FastStream runs while handlers still use them (docs/decisions.md).
+    await governor.gov.stop()
     await res.pool.close()
     await res.blobs.close()
 
@@ -155,6 +174,14 @@ async def admit(raw: Msg, command: AnyCommand) -> None:
         for data in seen:
             await publish_event(broker, event_decoder.decode(data))
         return
+    if isinstance(command, RequestCook | DecideCook):  # cooks have their own state (cook_flow.py)
+        for event in await cook_flow.admit_cook(res.pool, command, attempts(raw), utc_now()):
+            await publish_event(broker, event)
+        return
+    if isinstance(command, governor.COMMANDS):  # heartbeats, acknowledgements, unlocks (governor.py)
+        for event in await governor.gov.admit(command):
+            await publish_event(broker, event)
+        return
 
     now = utc_now()
     staged: tuple[EvidenceRef, str] | None = None
@@ -175,6 +202,7 @@ async def admit(raw: Msg, command: AnyCommand) -> None:
             events: list[Event]
             match command:
                 case CreateRun():
+                    await governor.gov.refuse_if_locked(conn, command)  # a locked lane refuses, citing its clause
                     run, created = admission.create_run(command, run, now)
                     events = [created]
                 case AttachEvidence():
@@ -310,6 +338,17 @@ async def record_verdict(raw: Msg) -> None:
         if admission.record_checked(run, event):
             assert run is not None
             await store.save_run(conn, run)
+        governed = await governor.gov.on_checked(conn, run, event)  # high flags and usage (governor.py)
+    await governor.gov.flush(governed)
 
 
 consume_events(broker, SERVICE, "checked", "intake-checked", record_verdict, infra_errors=db.INFRA_ERRORS)
+
+
+async def record_cook_verdict(raw: Msg) -> None:
+    await cook_flow.record_cook_checked(res.pool, expect_event(raw, CookChecked))
+
+
+consume_events(
+    broker, SERVICE, "cook_checked", "intake-cook-checked", record_cook_verdict, infra_errors=db.INFRA_ERRORS
+)

@@ -1,9 +1,8 @@
-"""Governance policies and the pure state machine behind Incident receipts (issue 3).
+"""The pure state machine behind Incident receipts (issue 3).
 
-A governance policy is data, declared per org and versioned like a Flight Sheet: id,
-version, title and ordered clauses, each clause with an id that refusals and receipts
-cite. It is hashed as the RFC 8785 canonical form of the JSON value *as read from its file*
-(sheet.py does the same), and validated at load with messages that name the place.
+The policy it applies — declared, versioned and hashed like a Flight Sheet — is
+`governance_policy.py`; intake's wiring (what it observes, what it stores and publishes)
+is `governor.py`.
 
 `observe(state, observation, policy, now_ns)` is the whole machine: it returns the new
 state and the actions intake must carry out (lock a lane, open an incident, ask the ledger
@@ -53,11 +52,11 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from decimal import Context, Decimal
-from typing import Annotated, Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
-from defendable_canonical.digest import Digest, sha256_digest
+from defendable_canonical.digest import Digest
 from defendable_canonical.events import derive_id
 from defendable_canonical.incident import (
     MAX_TRIGGER_RUN_IDS,
@@ -72,207 +71,36 @@ from defendable_canonical.incident import (
     Scope,
     SpendCapTrigger,
     UnlockRecord,
+    profile_key,
     rfc3339_ms,
 )
-from defendable_canonical.jcs import canonical_struct, canonicalize
 from defendable_canonical.model import AgentProfile, Approval, Lane
 
-NS: Final = 1_000_000_000
-MAX_WINDOW_S: Final = 90 * 24 * 3600  # 90 days
-MAX_COUNT: Final = 10_000
-MAX_TOKENS: Final = 10**12  # a cap, and one run's usage
-MAX_CLAUSES: Final = 100
+from .governance_policy import (
+    MAX_TOKENS,
+    NS,
+    AnyClause,
+    DarkAgentClause,
+    GovernanceError,
+    HighFlagsClause,
+    LoadedPolicy,
+    SpendCapClause,
+    window_s,
+)
+
+ProfileKey = Digest
+
 MAX_USAGE_ENTRIES: Final = 1_000  # per spend clause and profile; older ones are merged, never dropped
 MAX_SEEN_RUNS: Final = 10_000  # per profile: verdict and usage run ids remembered for de-duplication
 MAX_PROFILES: Final = 1_000  # per org
 MAX_INCIDENTS: Final = 10_000  # per org, acknowledged ones evicted first
 
-CLAUSE_KINDS: Final[tuple[IncidentKind, ...]] = ("high_flags", "spend_cap", "dark_agent")
-_DECIMAL: Final = r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,6})?"
 _USAGE_COST: Final = re.compile(r"(0|[1-9][0-9]{0,14})(\.[0-9]{1,12})?")
 _MATH: Final = Context(prec=60)  # exact for every sum of bounded costs this module can form
 
 
-class GovernanceError(Exception):
-    """Base of every error governance raises on purpose."""
-
-
-class PolicyInvalid(GovernanceError):
-    """A policy file does not decode or does not validate; the message names the place."""
-
-
 class InvalidObservation(GovernanceError, ValueError):
     """An observation breaks the machine's input contract (intake validates before observing)."""
-
-
-# ---------------------------------------------------------------- the policy format
-
-PolicyId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Version = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z.+-]{1,40}$")]
-ClauseId = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$", max_length=128)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(max_length=2000)]
-WindowS = Annotated[int, msgspec.Meta(ge=1, le=MAX_WINDOW_S)]
-Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
-Tokens = Annotated[int, msgspec.Meta(ge=1, le=MAX_TOKENS)]
-Money = Annotated[str, msgspec.Meta(pattern=f"^{_DECIMAL}$")]
-Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")]
-
-
-class Clause(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, tag_field="kind"):
-    id: ClauseId  # cited in 423 refusals and in receipts: "gov.high_flags.agent_work"
-    description: Description = ""
-
-
-class HighFlagsClause(Clause, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="high_flags"):
-    """`count` high-flag verdicts for one profile in `lane` within `window_s` → lock that lane for it."""
-
-    lane: Lane
-    count: Count
-    window_s: WindowS
-    response: Literal["lock_lane"]
-
-
-class SpendCapClause(Clause, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="spend_cap"):
-    """Usage of one profile in `lane` ("*": all lanes together) over `window_s` above a cap → lock."""
-
-    lane: Scope
-    window_s: WindowS
-    max_tokens: Tokens | None = None
-    max_cost: Money | None = None  # decimal string, in `currency`
-    currency: Currency | None = None
-    response: Literal["lock_lane"]
-
-
-class DarkAgentClause(Clause, frozen=True, kw_only=True, forbid_unknown_fields=True, tag="dark_agent"):
-    """A profile that heartbeats in `lane` ("*": in any lane) and then falls silent for `heartbeat_window_s`."""
-
-    lane: Scope
-    heartbeat_window_s: WindowS
-    response: Response
-
-
-AnyClause = HighFlagsClause | SpendCapClause | DarkAgentClause
-
-
-class GovernancePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    schema_uri: str = msgspec.field(default="", name="$schema")  # optional, for editors
-    id: PolicyId
-    version: Version
-    title: Title
-    clauses: Annotated[list[AnyClause], msgspec.Meta(min_length=1, max_length=MAX_CLAUSES)]
-
-    @property
-    def key(self) -> str:
-        return f"{self.id}@{self.version}"
-
-
-class LoadedPolicy(msgspec.Struct, frozen=True, kw_only=True):
-    """A validated policy, the digest of its file's canonical JSON, and each clause as read."""
-
-    policy: GovernancePolicy
-    sha256: Digest
-    clause_values: dict[str, ClauseValue]
-    raw: bytes = b""
-
-    @property
-    def retention_ns(self) -> int:
-        """How long anything is kept: twice the longest window of any clause."""
-        return 2 * NS * max(_window_s(clause) for clause in self.policy.clauses)
-
-    def clause(self, clause_id: str) -> AnyClause:
-        for clause in self.policy.clauses:
-            if clause.id == clause_id:
-                return clause
-        raise KeyError(clause_id)
-
-    def ref(self, clause_id: str) -> GovernancePolicyRef:
-        """What an incident names: policy id, version, sha256, and the clause as the file states it."""
-        return GovernancePolicyRef(
-            id=self.policy.id,
-            version=self.policy.version,
-            sha256=self.sha256,
-            clause_id=clause_id,
-            clause=self.clause_values[clause_id],
-        )
-
-
-def _window_s(clause: AnyClause) -> int:
-    return clause.heartbeat_window_s if isinstance(clause, DarkAgentClause) else clause.window_s
-
-
-def load_policy(data: bytes, *, source: str) -> LoadedPolicy:
-    """Decode, validate and hash one policy file; every error names `source` and the place."""
-    try:
-        value = msgspec.json.decode(data)
-        _check_kinds(value)
-        policy = msgspec.convert(value, type=GovernancePolicy)
-        _validate(policy)
-        digest = sha256_digest(canonicalize(value))
-    except PolicyInvalid as exc:
-        raise PolicyInvalid(f"{source}: {exc}") from None
-    except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
-        raise PolicyInvalid(f"{source}: {exc}") from None
-    clause_values = {clause["id"]: clause for clause in value["clauses"]}
-    return LoadedPolicy(policy=policy, sha256=digest, clause_values=clause_values, raw=data)
-
-
-def _check_kinds(value: Any) -> None:
-    """msgspec would say only "Invalid value 'x'"; say which clause and which kinds exist."""
-    clauses = value.get("clauses") if isinstance(value, dict) else None
-    for index, clause in enumerate(clauses if isinstance(clauses, list) else []):
-        if isinstance(clause, dict) and "kind" in clause and clause["kind"] not in CLAUSE_KINDS:
-            raise PolicyInvalid(
-                f"clause {clause.get('id')!r} (clauses[{index}]) has unknown kind {clause['kind']!r};"
-                f" known kinds: {', '.join(sorted(CLAUSE_KINDS))}"
-            )
-
-
-def _validate(policy: GovernancePolicy) -> None:
-    seen: set[str] = set()
-    currencies: set[str] = set()
-    for clause in policy.clauses:
-        if clause.id in seen:
-            raise PolicyInvalid(f"clause id {clause.id!r} is used twice")
-        seen.add(clause.id)
-        if not isinstance(clause, SpendCapClause):
-            continue
-        if clause.max_tokens is None and clause.max_cost is None:
-            raise PolicyInvalid(f"spend cap {clause.id!r} needs max_tokens, max_cost or both")
-        if clause.max_cost is not None:
-            if Decimal(clause.max_cost) <= 0:
-                raise PolicyInvalid(f"spend cap {clause.id!r} max_cost {clause.max_cost!r} is not above 0")
-            if clause.currency is None:
-                raise PolicyInvalid(f"spend cap {clause.id!r} has max_cost but no currency (ISO 4217, e.g. USD)")
-            currencies.add(clause.currency)
-        elif clause.currency is not None:
-            raise PolicyInvalid(f"spend cap {clause.id!r} names currency {clause.currency!r} but has no max_cost")
-    if len(currencies) > 1:
-        # Usage costs arrive as bare decimals in the org's accounting currency: one per policy.
-        raise PolicyInvalid(f"spend caps name currencies {', '.join(sorted(currencies))}; a policy has one currency")
-
-
-# ---------------------------------------------------------------- the agent profile key
-
-ProfileKey = Digest
-
-
-class _KeyedProfile(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    schema: str = "defendablecloud.agent-profile-key/v1"  # domain separation from every other hash
-    model: str
-    harness: str
-    tools: list[str]
-    runtime: str
-
-
-def profile_key(profile: AgentProfile) -> ProfileKey:
-    """sha256 of JCS({schema, model, harness, tools, runtime}): every field, exactly as given,
-    except that `tools` is a set — sorted and de-duplicated —, so listing the same tools in
-    another order is the same agent and cannot step around a lock."""
-    keyed = _KeyedProfile(
-        model=profile.model, harness=profile.harness, tools=sorted(set(profile.tools)), runtime=profile.runtime
-    )
-    return sha256_digest(canonical_struct(keyed))
 
 
 # ---------------------------------------------------------------- observations
@@ -476,12 +304,30 @@ def is_locked(state: GovernanceState, lane: Lane, profile: AgentProfile) -> str 
     return lock.clause_id if lock is not None else None
 
 
-def refusal_reason(lock: LaneLock) -> str:
+def refusal_reason(lock: LaneLock, policy: GovernancePolicyRef) -> str:
+    """What a refused run is told (HTTP 423, CommandRefused): the policy, the clause and what it
+    says, and how to lift the lock. `policy` is the locking incident's (`Incident.policy`)."""
     where = "every lane" if lock.lane == "*" else f"lane {lock.lane}"
     return (
-        f"{where} is locked for this agent profile by governance clause {lock.clause_id}"
-        f" (incident {lock.incident_id}); an approver must unlock it"
+        f"{where} is locked for this agent profile by policy {policy.id}@{policy.version}"
+        f" clause {lock.clause_id}: {clause_summary(policy.clause)};"
+        f" an approver can unlock it: POST /incidents/{lock.incident_id}/unlock"
     )
+
+
+def clause_summary(clause: ClauseValue) -> str:
+    """A clause in a few words, from its value as the policy file states it."""
+    match clause.get("kind"):
+        case "high_flags":
+            return f"{clause.get('count')} high-flag verdicts within {clause.get('window_s')} s"
+        case "spend_cap":
+            caps = [f"{clause['max_tokens']} tokens"] if clause.get("max_tokens") is not None else []
+            if clause.get("max_cost") is not None:
+                caps.append(f"{clause['max_cost']} {clause.get('currency')}")
+            return f"usage above {' or '.join(caps)} within {clause.get('window_s')} s"
+        case "dark_agent":
+            return f"no heartbeat for {clause.get('heartbeat_window_s')} s"
+    return f"clause kind {clause.get('kind')!r}"
 
 
 def incident_body(org_id: str, incident: Incident, acknowledgement: Approval) -> IncidentReceiptBody:
@@ -842,6 +688,22 @@ def _on_tick(
     return _pruned_state(state, policy, now_ns), actions
 
 
+def dark_deadline_ns(state: GovernanceState, policy: LoadedPolicy) -> int | None:
+    """The earliest instant at which a Tick would find a profile dark (None: no Tick can), so
+    intake need not tick an org before it. Silences that already have their incident, and
+    clauses being answered (promise 4), set no deadline."""
+    deadline: int | None = None
+    dark = [c for c in policy.policy.clauses if isinstance(c, DarkAgentClause)]
+    for key, track in state.profiles.items() if dark else ():
+        for clause in dark:
+            last = _last_heartbeat(track, clause.lane)
+            if last is None or track.dark_alerted.get(clause.id) == last or _answered(state, clause, key):
+                continue
+            due = last + clause.heartbeat_window_s * NS
+            deadline = due if deadline is None else min(deadline, due)
+    return deadline
+
+
 def _answered(state: GovernanceState, clause: AnyClause, key: str) -> bool:
     """Promise 4: the clause's scope is locked for the profile (by any clause; "*" covers every
     lane), or an incident of this clause for this profile awaits acknowledgement."""
@@ -988,7 +850,7 @@ def _pruned_state(state: GovernanceState, policy: LoadedPolicy, now_ns: int) -> 
     """Drop what no window can reach any more (promise 6); runs on every Tick."""
     horizon = now_ns - policy.retention_ns
     locked = {lock.profile_key for lock in state.locks.values()}
-    windows = {c.id: 2 * NS * _window_s(c) for c in policy.policy.clauses}
+    windows = {c.id: 2 * NS * window_s(c) for c in policy.policy.clauses}
     profiles = {
         key: _pruned_track(track, windows, now_ns, horizon)
         for key, track in state.profiles.items()

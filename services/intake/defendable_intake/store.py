@@ -13,6 +13,7 @@ from asyncpg import Connection
 
 from defendable_canonical.model import EvidenceRef
 
+from . import cook_store, governance_store
 from .admission import RunState
 
 SCHEMA = "intake"
@@ -52,6 +53,8 @@ MIGRATIONS = [
         PRIMARY KEY (org_id, run_id, evidence_id)
     );
     """,
+    cook_store.MIGRATION,  # intake.cooks
+    governance_store.MIGRATION,  # intake.governance, intake.lane_locks, intake.governance_outbox
 ]
 
 _state_decoder = msgspec.json.Decoder(RunState)

@@ -1,8 +1,15 @@
 """Ledger: the single writer of each org's chain.
 
+Four events ask for a receipt, all on the org's one chain: Approved (eval and lane
+receipts), CookApproved (cook receipts), IncidentAcknowledged (incident receipts) and
+LaneUnlocked (unlock receipts). One durable consumer takes all four subjects, in stream
+order, and each event becomes a `mint.MintRequest`; from there on the kinds are alike.
+"Approvals" below means any of them.
+
 Plan for the approvals fetched from JetStream:
-1. decode each; an undecodable one is dead-lettered on its own; the rest wait in
-   one queue (the consumer stops fetching while BACKLOG of them wait);
+1. decode each into a mint request; an undecodable or contradictory one is dead-lettered
+   on its own; the rest wait in one queue (the consumer stops fetching while BACKLOG of
+   them wait);
 2. the minter takes everything waiting, up to MINT_BATCH, and per org, in one
    transaction: locks the head row, skips runs already minted (redelivery), chains
    the rest after the head, COPYs them in, moves the head (StaleHead if it moved:
@@ -40,7 +47,7 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.chain import ChainVerifier
-from defendable_canonical.events import Approved, Minted, event_decoder
+from defendable_canonical.events import Minted, event_decoder
 from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
@@ -60,7 +67,7 @@ from defendable_runtime.settings import from_env
 
 from . import store
 from .keys import Signer
-from .mint import MintedReceipt, chain_batch
+from .mint import MINT_EVENT_NAMES, MINT_EVENTS, MintedReceipt, MintRequest, Unmintable, chain_batch, mint_request
 
 log = logging.getLogger("defendable.ledger")
 SERVICE = "ledger"
@@ -80,7 +87,7 @@ app = FastStream(broker)
 class Resources:
     pool: Pool
     signer: Signer
-    waiting: list[tuple[Msg, Approved]]  # decoded approvals, in fetch order, not yet taken
+    waiting: list[tuple[Msg, MintRequest]]  # decoded approvals, in fetch order, not yet taken
     arrived: asyncio.Event  # set when approvals join `waiting`
     room: asyncio.Event  # set while fewer than BACKLOG approvals wait
     publishing: asyncio.Semaphore
@@ -149,9 +156,11 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# One consumer over the four subjects (JetStream filter_subjects): one fetch loop, stream
+# order across kinds, and the durable "ledger" that approvals have always used.
 approvals_in = durable_subscriber(
     broker,
-    event_filter("approved"),
+    [event_filter(name) for name in MINT_EVENT_NAMES],
     RUNS,
     consumer("ledger", max_ack_pending=20_000),
     PullSub(batch_size=BATCH, timeout=BATCH_WINDOW_S, batch=True),
@@ -162,21 +171,20 @@ approvals_in = durable_subscriber(
 async def on_approved(msg: NatsBatchMessage) -> None:
     raws: list[Msg] = list(msg.raw_message)
     hold(raws)  # until settled, beyond this handler: the minter's queue holds them
-    approvals: list[tuple[Msg, Approved]] = []
+    approvals: list[tuple[Msg, MintRequest]] = []
     for raw in raws:
         try:
             event = event_decoder.decode(raw.data)
-            if not isinstance(event, Approved):
-                raise Poison(f"expected Approved on {raw.subject}, got {type(event).__name__}")
+            if not isinstance(event, MINT_EVENTS):
+                raise Poison(f"expected a mint request on {raw.subject}, got {type(event).__name__}")
             check_token(event.org_id, "org_id")
-            if event.receipt.org_id != event.org_id or event.receipt.run_id != event.run_id:
-                raise Poison(f"approval {event.event_id} names another org or run in its receipt")
-        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, Poison) as exc:
+            request = mint_request(event)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, Unmintable, Poison) as exc:
             await dead_letter(broker, SERVICE, raw, f"unusable approval: {exc}")
             await raw.term()
             release([raw])
             continue
-        approvals.append((raw, event))
+        approvals.append((raw, request))
     if not approvals:
         return
     if res.closing:
@@ -226,10 +234,10 @@ def _minter_ended(task: asyncio.Task[None]) -> None:
 MINT_OUTAGES = (*db.INFRA_ERRORS, store.StaleHead)  # waited out and retried, never dead-lettered
 
 
-def start_minting(taken: list[tuple[Msg, Approved]]) -> tuple[asyncio.Event, asyncio.Task[bool]]:
+def start_minting(taken: list[tuple[Msg, MintRequest]]) -> tuple[asyncio.Event, asyncio.Task[bool]]:
     """Mint and settle `taken` in the background; the event is set once its transactions are over."""
     committed = asyncio.Event()
-    approvals, raws = [approved for _, approved in taken], [raw for raw, _ in taken]
+    approvals, raws = [request for _, request in taken], [raw for raw, _ in taken]
     work = settle(broker, SERVICE, raws, lambda: mint(approvals, committed), infra_errors=MINT_OUTAGES)
     res.minting.add(task := asyncio.create_task(work))
     task.add_done_callback(_settled)
@@ -243,12 +251,12 @@ def _settled(task: asyncio.Task[bool]) -> None:
         log.error("minting a batch failed outside settlement", exc_info=task.exception())
 
 
-async def mint(approvals: list[Approved], committed: asyncio.Event) -> None:
+async def mint(approvals: list[MintRequest], committed: asyncio.Event) -> None:
     """Chain and commit per org (`committed` is set once that is over, however it ended),
     then publish Minted for the whole batch."""
-    by_org: dict[str, list[Approved]] = defaultdict(list)
-    for approved in approvals:
-        by_org[approved.org_id].append(approved)
+    by_org: dict[str, list[MintRequest]] = defaultdict(list)
+    for request in approvals:
+        by_org[request.org_id].append(request)
     minted: list[MintedReceipt] = []
     try:
         for org_id, batch in by_org.items():
@@ -259,16 +267,16 @@ async def mint(approvals: list[Approved], committed: asyncio.Event) -> None:
     await publish_events(broker, [minted_event(r, now) for r in minted])  # atomic batches: an fsync each
 
 
-async def mint_org(org_id: str, approvals: list[Approved]) -> list[MintedReceipt]:
+async def mint_org(org_id: str, approvals: list[MintRequest]) -> list[MintedReceipt]:
     async with res.pool.acquire() as conn, conn.transaction():
         head_seq, head_hash = await store.lock_head(conn, org_id)
         existing = await store.minted_for(conn, org_id, [a.run_id for a in approvals])
-        fresh: list[Approved] = []
+        fresh: list[MintRequest] = []
         seen = set(existing)
-        for approved in approvals:  # one receipt per run, whatever was redelivered
-            if approved.run_id not in seen:
-                seen.add(approved.run_id)
-                fresh.append(approved)
+        for request in approvals:  # one receipt per run (cook, incident, unlock), whatever was redelivered
+            if request.run_id not in seen:
+                seen.add(request.run_id)
+                fresh.append(request)
         tokens = [secrets.token_urlsafe(24) for _ in fresh]  # 192 bits: unguessable share links
         new = chain_batch(head_seq, head_hash, fresh, utc_now(), res.signer.sign_all, tokens)
         await store.append(conn, org_id, head_seq, new)

@@ -7,6 +7,7 @@ gateway can refuse an unknown sheet or a wrong lane with a 4xx at once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,7 @@ from faststream import FastStream
 from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
-from defendable_canonical.events import Checked, Submitted, derive_id, encode, event_decoder
+from defendable_canonical.events import Checked, CookRequested, Submitted, derive_id, encode, event_decoder
 from defendable_canonical.subjects import REFEREE_FLIGHT_SHEET, REFEREE_FLIGHT_SHEETS
 from defendable_runtime import db
 from defendable_runtime.messaging import (
@@ -31,10 +32,11 @@ from defendable_runtime.messaging import (
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore
 
-from . import evidence_reader, store
+from . import cook_check, evidence_reader, store
 from .check import check_submission
 from .sheet import Library, LoadedSheet, UnknownFlightSheet, load_library
 from .text_rules import TEXT_RULE_KINDS
+from .trail_reader import TrailRead, read_trail
 
 log = logging.getLogger("defendable.referee")
 SERVICE = "referee"
@@ -58,7 +60,7 @@ async def open_resources() -> None:
     # A directory of the org's own sheets replaces the packaged library; its lock file is required too.
     res.library = load_library(Path(settings.flight_sheets_dir) if settings.flight_sheets_dir else None)
     res.pool = await db.create_pool(settings.database_url)
-    res.blobs = await BlobStore(settings).open()  # read-only here: evidence text for citation rules
+    res.blobs = await BlobStore(settings).open()  # evidence text and trails in, normalised trails out
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     await ensure_streams(broker)  # before any consumer starts
 
@@ -80,13 +82,33 @@ async def referee(raw: Msg) -> None:
         stored = await store.stored_check(conn, event.event_id)
     if stored is None:
         sheet = sheet_for(event)
-        checked = judge(event, sheet, await evidence_texts(sheet, event))
+        trail = await read_trail(res.blobs, event.evidence)
+        checked = judge(event, sheet, await evidence_texts(sheet, event), trail)
         async with res.pool.acquire() as conn, conn.transaction():
             stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
     await publish_event(broker, event_decoder.decode(stored))
 
 
 consume_events(broker, SERVICE, "submitted", "referee", referee, infra_errors=db.INFRA_ERRORS)
+
+
+async def on_cook_requested(raw: Msg) -> None:
+    """A cook's decision (cook_check.py), stored under the request's event id like a verdict."""
+    event = expect_event(raw, CookRequested)
+    async with res.pool.acquire() as conn:
+        stored = await store.stored_check(conn, event.event_id)
+    if stored is None:
+        # Up to ~4 s of bootstrap at the item limit: off the loop, so progress reports keep going.
+        checked = await asyncio.to_thread(cook_check.check_cook, event, res.library, utc_now())
+        async with res.pool.acquire() as conn, conn.transaction():
+            stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
+    await publish_event(broker, event_decoder.decode(stored))
+
+
+# fetch=2: at most two cooks decided at once (each bounded by lift.MAX_WORK).
+consume_events(
+    broker, SERVICE, "cook_requested", "referee-cooks", on_cook_requested, fetch=2, infra_errors=db.INFRA_ERRORS
+)
 
 
 def sheet_for(event: Submitted) -> LoadedSheet:
@@ -104,8 +126,11 @@ async def evidence_texts(sheet: LoadedSheet, event: Submitted) -> dict[str, str]
     return evidence_reader.decode_texts(wanted, await evidence_reader.read_items(res.blobs, wanted))
 
 
-def judge(event: Submitted, sheet: LoadedSheet, texts: dict[str, str]) -> Checked:
-    findings, verdict = check_submission(sheet, bytes(event.submission), event.evidence, evidence_text=texts)
+def judge(event: Submitted, sheet: LoadedSheet, texts: dict[str, str], trail: TrailRead) -> Checked:
+    steps = trail.trail.steps if trail.trail is not None else None
+    findings, verdict = check_submission(
+        sheet, bytes(event.submission), event.evidence, evidence_text=texts, trail=steps, trail_error=trail.error
+    )
     return Checked(
         event_id=derive_id("ev", event.event_id, "Checked"),
         org_id=event.org_id,
@@ -117,6 +142,8 @@ def judge(event: Submitted, sheet: LoadedSheet, texts: dict[str, str]) -> Checke
         submission_sha256=event.submission_sha256,
         findings=findings,
         verdict=verdict,
+        execution_trail=trail.trail.summary if trail.trail is not None else msgspec.UNSET,
+        trail_key=trail.key,
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from defendable_canonical.model import EvidenceRef, Finding, Verdict
+from defendable_canonical.trail import StepRecord
 from defendable_referee.context import CheckContext
 from defendable_referee.rules import run_rules
 from defendable_referee.sheet import FlightSheet, LoadedSheet
@@ -32,12 +33,15 @@ def check_submission(
     evidence: Sequence[EvidenceRef],
     *,
     evidence_text: Mapping[str, str] | None = None,
+    trail: Sequence[StepRecord] | None = None,
+    trail_error: str = "",
 ) -> tuple[list[Finding], Verdict]:
     """Run every rule of `sheet`, in order, on the JSON `submission`; decide the verdict.
 
     `evidence_text` maps an evidence id to that item's decoded UTF-8 text, for the
     rules that search it (text_rules.py); an item without an entry (binary, too
-    large) leaves any quote from it open, never passed.
+    large) leaves any quote from it open, never passed. `trail` is the run's
+    execution trail (None: no OTLP evidence, or unreadable as `trail_error` says).
     """
     if isinstance(sheet, LoadedSheet):
         sheet = sheet.sheet
@@ -46,7 +50,10 @@ def check_submission(
         findings = [Finding(rule_id="submission", kind="structure", status="flag", tier="high", message=problem)]
     else:
         texts = dict(evidence_text or {})
-        findings = run_rules(CheckContext(sheet=sheet, document=document, evidence=evidence, evidence_text=texts))
+        context = CheckContext(
+            sheet=sheet, document=document, evidence=evidence, evidence_text=texts, trail=trail, trail_error=trail_error
+        )
+        findings = run_rules(context)
     return findings, decide(findings)
 
 

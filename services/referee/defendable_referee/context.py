@@ -18,6 +18,7 @@ from functools import cached_property
 from typing import Any
 
 from defendable_canonical.model import EvidenceRef
+from defendable_canonical.trail import StepRecord
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.numeric import fixed, to_decimal
@@ -43,6 +44,10 @@ class CheckContext:
     # Evidence id -> the item's decoded UTF-8 text, for the rules that read it
     # (text_rules.py); absent for binary or oversized items.
     evidence_text: Mapping[str, str] = field(default_factory=dict)
+    # The run's execution trail, normalised from its OTLP evidence (trail_rules.py);
+    # None when the run attached none, or when it could not be read (`trail_error`).
+    trail: Sequence[StepRecord] | None = None
+    trail_error: str = ""
 
     # -- evidence ----------------------------------------------------------
 

@@ -51,6 +51,7 @@ def format_schema() -> dict[str, Any]:
     ]
     defs["Tolerance"]["properties"]["absolute"] |= {"pattern": DECIMAL_PATTERN}
     defs["Gate"]["properties"]["threshold"] |= {"pattern": DECIMAL_PATTERN}
+    defs["CookPolicy"]["properties"]["noise_floor"] |= {"pattern": DECIMAL_PATTERN}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": FORMAT_ID,

@@ -278,6 +278,11 @@ def _noise_floor(text: str) -> Decimal:
     return value
 
 
+def check_noise_floor(text: str) -> Decimal:
+    """The noise floor `decide_cook` accepts, as a Decimal; LiftError otherwise (sheets validate with it at load)."""
+    return _noise_floor(text)
+
+
 def _side(label: str, runs: Sequence[CheckedRun], order: Sequence[str], reasons: list[str]) -> dict[str, CheckedRun]:
     """Check one side against the eval set's item ids; the runs by item id when it pairs up."""
     first = len(reasons)

@@ -22,14 +22,17 @@ from __future__ import annotations
 import itertools
 import operator
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from decimal import Decimal
 
-from defendable_canonical.model import Finding, Status, Tier
+from defendable_canonical.model import Finding
 from defendable_referee import output_schema
 from defendable_referee.context import CheckContext
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
+from defendable_referee.findings import MAX_LISTED
+from defendable_referee.findings import finding as _finding
+from defendable_referee.findings import listing as _listing
 from defendable_referee.numeric import CONTEXT, MAX_PLACES, fixed, round_half_up, to_decimal, within
 from defendable_referee.sheet import (
     Derivation,
@@ -43,42 +46,17 @@ from defendable_referee.sheet import (
     params_for,
 )
 from defendable_referee.text_rules import check_citation, check_extraction
+from defendable_referee.trail_rules import check_trail
 
-MAX_LISTED = 5  # items named in one message; the rest are counted
 MAX_TEXT = 200  # characters of submitted text quoted in a message
 MAX_SCHEMA_ERRORS_SCANNED = 100
 
 RuleCheck = Callable[[Rule, CheckContext], list[Finding]]
 
 
-def _finding(
-    rule: Rule,
-    status: Status,
-    message: str,
-    *,
-    tier: Tier | None = None,
-    observed: str | None = None,
-    expected: str | None = None,
-) -> Finding:
-    return Finding(
-        rule_id=rule.id,
-        kind=rule.kind,
-        status=status,
-        tier=None if status == "pass" else (tier or rule.tier),
-        message=message,
-        observed=observed,
-        expected=expected,
-    )
-
-
 def _clip(value: object) -> str:
     text = value if isinstance(value, str) else repr(value)
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
-
-
-def _listing(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED} more"
 
 
 # -- structure --------------------------------------------------------------
@@ -482,6 +460,7 @@ RULE_CHECKS: dict[str, RuleCheck] = {
     "policy": check_policy,
     "citation": check_citation,
     "extraction": check_extraction,
+    "trail": check_trail,
 }
 
 

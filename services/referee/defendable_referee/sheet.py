@@ -35,12 +35,22 @@ from defendable_canonical.model import FlightSheetRef, Lane, Tier
 from defendable_referee.errors import EvaluationError, FlightSheetInvalid
 from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
 from defendable_referee.evaluator import parse_expression
+from defendable_referee.lift import MAX_ITEMS, MIN_ITEMS, check_noise_floor
 from defendable_referee.numeric import MAX_PLACES, to_decimal
 from defendable_referee.output_schema import compile_problem
 from defendable_referee.publication import LOCK_NAME, LockError, publication_problems, read_lock
 
-RuleKind = Literal["structure", "schema", "math", "evidence", "policy", "citation", "extraction"]
-RULE_KINDS: tuple[RuleKind, ...] = ("structure", "schema", "math", "evidence", "policy", "citation", "extraction")
+RuleKind = Literal["structure", "schema", "math", "evidence", "policy", "citation", "extraction", "trail"]
+RULE_KINDS: tuple[RuleKind, ...] = (
+    "structure",
+    "schema",
+    "math",
+    "evidence",
+    "policy",
+    "citation",
+    "extraction",
+    "trail",
+)
 GateOp = Literal[">=", "<=", ">", "<"]
 
 
@@ -104,7 +114,31 @@ def _check_quote_bounds(least: int, most: int) -> None:
         raise ValueError(f"min_quote_chars {least} exceeds max_quote_chars {most}")
 
 
-Params = StructureParams | SchemaParams | MathParams | EvidenceParams | PolicyParams | CitationParams | ExtractionParams
+class RequiredTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tool the agent must have called, successfully, for the work to stand."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]  # the step's tool name (gen_ai.tool.name)
+    min_calls: Count = 1
+    why: Annotated[str, msgspec.Meta(max_length=500)] = ""  # shown in the finding: what rests on it
+
+
+class TrailParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Checks over the run's execution trail (OTLP evidence, trail_rules.py)."""
+
+    tools: Annotated[list[RequiredTool], msgspec.Meta(max_length=50)] = []
+    integrity_tier: Tier = "mid"  # cycles, duplicate span ids, end before start
+
+
+Params = (
+    StructureParams
+    | SchemaParams
+    | MathParams
+    | EvidenceParams
+    | PolicyParams
+    | CitationParams
+    | ExtractionParams
+    | TrailParams
+)
 _PARAMS: dict[str, type[Params]] = {
     "structure": StructureParams,
     "schema": SchemaParams,
@@ -113,6 +147,7 @@ _PARAMS: dict[str, type[Params]] = {
     "policy": PolicyParams,
     "citation": CitationParams,
     "extraction": ExtractionParams,
+    "trail": TrailParams,
 }
 PARAMS_BY_KIND = _PARAMS  # public name for format_schema.py; one dict, so new kinds appear in both
 
@@ -183,6 +218,22 @@ class Gate(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
         return value
 
 
+class CookPolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a cook (a fine-tune's pre/post evals on this sheet) must beat its base (lift.decide_cook).
+
+    A cook's receipt mints only when the lower bound of its paired-bootstrap lift is strictly
+    above `noise_floor` (score points: how much two runs of one model may differ by chance on
+    this sheet), on at least `min_items` eval-set items. The defaults (0, lift.MIN_ITEMS) are
+    what a sheet without a `cook` member declares; the hash is of the file, so they move none.
+    """
+
+    noise_floor: str = "0"  # a decimal string of score points in [0, 100], at most four decimals
+    min_items: Annotated[int, msgspec.Meta(ge=MIN_ITEMS, le=MAX_ITEMS)] = MIN_ITEMS
+
+    def __post_init__(self) -> None:
+        check_noise_floor(self.noise_floor)  # LiftError is a ValueError: the loader names the sheet
+
+
 class FlightSheet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     schema_uri: str = msgspec.field(default="", name="$schema")  # optional: format_schema.FORMAT_ID, for editors
     id: str
@@ -196,6 +247,7 @@ class FlightSheet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
     derivations: list[Derivation] = []
     gates: list[Gate] = []
     conventions: dict[str, str] = {}  # documentation for agents: name -> meaning
+    cook: CookPolicy = CookPolicy()  # what a cook evaluated on this sheet must beat
 
     @property
     def key(self) -> str:

@@ -33,33 +33,17 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from defendable_canonical.model import EvidenceRef, Finding, Status
+from defendable_canonical.model import EvidenceRef, Finding
 from defendable_referee.context import CheckContext
+from defendable_referee.findings import finding as _finding
+from defendable_referee.findings import listing as _listing
 from defendable_referee.numeral import Numeral, numerals
 from defendable_referee.numeric import CONTEXT, fixed, to_decimal, within
 from defendable_referee.quote import Location, normalise
 from defendable_referee.sheet import CitationParams, ExtractionParams, QuoteMatch, Rule, params_for
 
 TEXT_RULE_KINDS = frozenset({"citation", "extraction"})  # the referee fetches evidence text only for these
-MAX_LISTED = 5  # items named in one message; the rest are counted
 MAX_SHOWN = 80  # characters of a quote or a submitted value shown in a message
-
-# The same shape as rules.py's helper; not imported from there because rules.py
-# imports this module for its dispatch table.
-
-
-def _finding(
-    rule: Rule, status: Status, message: str, *, observed: str | None = None, expected: str | None = None
-) -> Finding:
-    return Finding(
-        rule_id=rule.id,
-        kind=rule.kind,
-        status=status,
-        tier=None if status == "pass" else rule.tier,
-        message=message,
-        observed=observed,
-        expected=expected,
-    )
 
 
 def _clip(value: object, limit: int = MAX_SHOWN) -> str:
@@ -69,11 +53,6 @@ def _clip(value: object, limit: int = MAX_SHOWN) -> str:
 
 def _quoted(quote: str) -> str:
     return f"“{_clip(quote)}”"
-
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:MAX_LISTED])
-    return shown if len(items) <= MAX_LISTED else f"{shown} and {len(items) - MAX_LISTED} more"
 
 
 def _label(ref: EvidenceRef) -> str:

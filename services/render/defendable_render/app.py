@@ -1,4 +1,4 @@
-"""Render: Minted in, a deterministic PDF in S3 and Rendered out.
+"""Render: Minted in, a deterministic PDF in S3 and Rendered out, for receipts of every kind.
 
 The PDF is regenerable from the receipt JSON (no PDF is the only copy of
 anything), so a redelivery simply renders the same bytes again.
@@ -15,8 +15,10 @@ from nats.aio.msg import Msg
 
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.events import Minted, Rendered, derive_id
+from defendable_canonical.jcs import CanonicalError
 from defendable_runtime import db
 from defendable_runtime.messaging import (
+    Poison,
     consume_events,
     ensure_streams,
     expect_event,
@@ -68,7 +70,10 @@ async def close_resources() -> None:
 async def render(raw: Msg) -> None:
     event = expect_event(raw, Minted)
     # CPU-bound; a worker thread keeps acks and heartbeats flowing meanwhile.
-    pdf = await asyncio.to_thread(render_receipt_pdf, bytes(event.payload), event.receipt_hash, event.signature)
+    try:
+        pdf = await asyncio.to_thread(render_receipt_pdf, bytes(event.payload), event.receipt_hash, event.signature)
+    except CanonicalError as exc:  # a schema no layout draws, or a payload that is not its schema's
+        raise Poison(f"receipt {event.receipt_hash} cannot be drawn: {exc}") from exc
     key = pdf_key(event.org_id, event.receipt_hash)
     await res.blobs.put_bytes(key, pdf, "application/pdf")
     digest = sha256_digest(pdf)

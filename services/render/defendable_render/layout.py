@@ -1,5 +1,9 @@
 """What a receipt PDF shows, and where — drawn through a small writer port (see ``pdf._Writer``).
 
+`Layout` holds the house style every kind of receipt shares (header, banner, sections,
+label/value pairs, tables, the signature); `ReceiptLayout` draws eval and lane receipts,
+`cook_layout` and `incident_layout` the other kinds on the chain.
+
 Every table row is measured before it is drawn, so a row never splits across pages and
 a long value wraps inside its column instead of overflowing it.
 """
@@ -9,7 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from defendable_canonical.model import Finding, ReceiptPayload, Signature
+import msgspec
+
+from defendable_canonical.incident import rfc3339_ms
+from defendable_canonical.model import Approval, Finding, ReceiptPayload, Signature
+from defendable_canonical.trail import TrailSummary
 
 RGB = tuple[int, int, int]
 
@@ -31,6 +39,7 @@ MUTED: RGB = (105, 105, 105)
 LINE = 4.2  # mm per line of 8.5 pt text
 LABEL_WIDTH = 38.0
 MAX_CELL_LINES = 50  # ~210 mm: a row always fits on one page
+MAX_LISTED = 20  # ids listed in one cell (trace ids, run ids); the rest are counted, and in the JSON
 
 
 class Writer(Protocol):
@@ -76,99 +85,51 @@ def yes_no(value: bool) -> str:
     return "yes" if value else "no"
 
 
-class ReceiptLayout:
+def listed(items: Sequence[str], most: int = MAX_LISTED) -> str:
+    """One item a line, at most `most` of them, then how many more the attached JSON holds."""
+    shown = "\n".join(items[:most])
+    return shown if len(items) <= most else f"{shown}\n+ {len(items) - most} more in the attached JSON"
+
+
+def thousands(value: int) -> str:
+    return f"{value:,}"
+
+
+class Layout:
+    """The house style: what every receipt PDF draws the same way, whatever its kind."""
+
     def __init__(self, out: Writer) -> None:
         self.out = out
 
-    # -- plan: 1 header, 2 verdict banner, 3 chain facts, 4 inputs, 5 approval,
-    #    6 flags, 7 findings, 8 evidence, 9 signature. The footer is the writer's.
-    def draw(self, p: ReceiptPayload, receipt_hash: str, signature: Signature | None, attachment: str) -> None:
-        out = self.out
-        out.auto_break(False)  # rows are measured and broken by hand
-        out.add_page()
-        self._header(p)
-        self._banner(p)
-        self._section("Receipt")
-        self._pairs(
-            [
-                ("Receipt hash", receipt_hash, True),
-                ("Parent hash", p.parent_hash, True),
-                ("Sequence", str(p.seq), False),
-                ("Organisation", p.org_id, False),
-                ("Project", p.project, False),
-                ("Lane", p.lane.replace("_", " "), False),
-                ("Run id", p.run_id, True),
-                ("Minted at", p.minted_at, False),
-                ("Canonical JSON", f"attached as {attachment}", False),
-            ]
-        )
-        self._section("Inputs")
-        agent = p.agent_profile
-        agent_text = f"{agent.model} · {agent.harness}" + (f" · {agent.runtime}" if agent.runtime else "")
-        self._pairs(
-            [
-                ("Flight sheet", f"{p.flight_sheet.id}@{p.flight_sheet.version}", False),
-                ("Flight sheet hash", p.flight_sheet.sha256, True),
-                ("Agent profile", agent_text, False),
-                ("Agent tools", ", ".join(agent.tools) if agent.tools else "none declared", False),
-                ("Assignment hash", p.assignment_sha256, True),
-                ("Submission hash", p.submission_sha256, True),
-            ]
-        )
-        self._section("Approval")
-        self._pairs(
-            [
-                ("Approver", p.approval.approver, False),
-                ("Decided at", p.approval.decided_at, False),
-                ("Note", p.approval.note or "—", False),
-            ]
-        )
-        self._flags(p)
-        self._findings(p.findings)
-        self._evidence(p)
-        if signature is not None:
-            self._section("Signature")
-            self._pairs(
-                [
-                    ("Algorithm", signature.alg, False),
-                    ("Key id", signature.kid, True),
-                    ("Public key", signature.public_key, True),
-                    ("Signature", signature.sig, True),
-                    ("Signed bytes", "the 32 raw bytes of the receipt hash", False),
-                ]
-            )
+    def _start(self) -> None:
+        self.out.auto_break(False)  # rows are measured and broken by hand
+        self.out.add_page()
 
-    # 1
-    def _header(self, p: ReceiptPayload) -> None:
+    def _header(self, title: str, schema: str) -> None:
         out = self.out
         out.font("sans", "B", 18)
-        out.cell(out.width * 0.55, 9, "Defendable receipt")
+        out.cell(out.width * 0.55, 9, title)
         out.font("mono", "", 7.5, MUTED)
-        out.cell(out.width * 0.45, 9, p.schema, align="R")
+        out.cell(out.width * 0.45, 9, schema, align="R")
         out.set_y(out.y + 10)
         out.hline(out.y, (60, 60, 60))
         out.set_y(out.y + 3)
 
-    # 2
-    def _banner(self, p: ReceiptPayload) -> None:
+    def _banner_box(
+        self, colours: tuple[RGB, RGB], headline: str, meaning: str, facts: Sequence[tuple[str, str]]
+    ) -> None:
+        """A tinted box: the headline and what it means on the left, four facts in two columns."""
         out = self.out
-        v = p.verdict
-        accent, tint = SEVERITY_COLOURS.get(v.severity, ((60, 60, 60), (240, 240, 240)))
+        accent, tint = colours
         top, height = out.y, 24.0
         out.rect(out.left, top, out.width, height, fill=tint, border=accent)
         out.rect(out.left, top, 3, height, fill=accent)
         out.set_xy(out.left + 7, top + 3)
         out.font("sans", "B", 20, accent)
-        out.cell(60, 10, v.severity.upper())
+        out.cell(60, 10, headline)
         out.set_xy(out.left + 7, top + 14)
         out.font("sans", "", 8, MUTED)
-        out.cell(60, 5, SEVERITY_MEANING.get(v.severity, ""))
-        facts = [
-            ("Score", f"{v.score} %"),
-            ("Recommended action", v.recommended_action),
-            ("Client ready", yes_no(v.client_ready)),
-            ("Risk high / mid / low", f"{v.risk.high} / {v.risk.mid} / {v.risk.low}"),
-        ]
+        out.cell(60, 5, meaning)
         x, col = out.left + 70, (out.width - 72) / 2
         for i, (label, value) in enumerate(facts):
             cx, cy = x + (i % 2) * col, top + 3 + (i // 2) * 10
@@ -176,9 +137,37 @@ class ReceiptLayout:
             out.font("sans", "", 7, MUTED)
             out.cell(col, 3.5, label.upper())
             out.set_xy(cx, cy + 3.8)
-            out.font("sans", "B", 10.5, INK)
+            size = 10.5  # smaller, down to 7 pt, for a value that would run into the next column
+            out.font("sans", "B", size, INK)
+            while size > 7 and out.text_width(value) > col - 3:
+                size -= 0.5
+                out.font("sans", "B", size, INK)
             out.cell(col, 5, value)
         out.set_y(top + height + 2)
+
+    def _approval(self, title: str, approval: Approval, who: str = "Approver") -> None:
+        self._section(title, keep=3 * (LINE + 1.4))  # the three rows stay with their heading
+        self._pairs(
+            [
+                (who, approval.approver, False),
+                ("Decided at", approval.decided_at, False),
+                ("Note", approval.note or "—", False),
+            ]
+        )
+
+    def _signature(self, signature: Signature | None) -> None:
+        if signature is None:
+            return
+        self._section("Signature", keep=6 * (LINE + 1.4))  # kept whole: five rows, the signature on two lines
+        self._pairs(
+            [
+                ("Algorithm", signature.alg, False),
+                ("Key id", signature.kid, True),
+                ("Public key", signature.public_key, True),
+                ("Signature", signature.sig, True),
+                ("Signed bytes", "the 32 raw bytes of the receipt hash", False),
+            ]
+        )
 
     def _room(self, needed: float) -> bool:
         """Start a new page when ``needed`` mm do not fit; True when it did."""
@@ -187,9 +176,10 @@ class ReceiptLayout:
             return True
         return False
 
-    def _section(self, title: str, note: str = "") -> None:
+    def _section(self, title: str, note: str = "", *, keep: float = 0.0) -> None:
+        """A section heading, on a new page unless it and ``keep`` mm of what follows fit."""
         out = self.out
-        self._room(16)
+        self._room(16 + keep)
         out.set_y(out.y + 3)
         out.font("sans", "B", 10.5, INK)
         out.cell(out.text_width(title) + 2, 6, title)
@@ -200,7 +190,7 @@ class ReceiptLayout:
         out.hline(out.y)
         out.set_y(out.y + 1.2)
 
-    # 3, 4, 5, 9: label / value pairs; hashes and ids in mono
+    # label / value pairs; hashes and ids in mono
     def _pairs(self, rows: Sequence[tuple[str, str, bool]]) -> None:
         value_width = self.out.width - LABEL_WIDTH
         for label, value, mono in rows:
@@ -256,6 +246,64 @@ class ReceiptLayout:
             # A row that moves to a new page gets the column header above it again.
             self._row(row, widths, shade=(250, 250, 250) if i % 2 else None, after_break=draw_header)
 
+
+class ReceiptLayout(Layout):
+    """Eval and lane receipts (`ReceiptPayload`)."""
+
+    # -- plan: 1 header, 2 verdict banner, 3 chain facts, 4 inputs, 5 approval,
+    #    6 flags, 7 findings, 8 execution trail (when the run has one), 9 evidence,
+    #    10 signature. The footer is the writer's.
+    def draw(self, p: ReceiptPayload, receipt_hash: str, signature: Signature | None, attachment: str) -> None:
+        self._start()
+        self._header("Defendable receipt", p.schema)
+        self._banner(p)
+        self._section("Receipt")
+        self._pairs(
+            [
+                ("Receipt hash", receipt_hash, True),
+                ("Parent hash", p.parent_hash, True),
+                ("Sequence", str(p.seq), False),
+                ("Organisation", p.org_id, False),
+                ("Project", p.project, False),
+                ("Lane", p.lane.replace("_", " "), False),
+                ("Run id", p.run_id, True),
+                ("Minted at", p.minted_at, False),
+                ("Canonical JSON", f"attached as {attachment}", False),
+            ]
+        )
+        self._section("Inputs")
+        agent = p.agent_profile
+        agent_text = f"{agent.model} · {agent.harness}" + (f" · {agent.runtime}" if agent.runtime else "")
+        self._pairs(
+            [
+                ("Flight sheet", f"{p.flight_sheet.id}@{p.flight_sheet.version}", False),
+                ("Flight sheet hash", p.flight_sheet.sha256, True),
+                ("Agent profile", agent_text, False),
+                ("Agent tools", ", ".join(agent.tools) if agent.tools else "none declared", False),
+                ("Assignment hash", p.assignment_sha256, True),
+                ("Submission hash", p.submission_sha256, True),
+            ]
+        )
+        self._approval("Approval", p.approval)
+        self._flags(p)
+        self._findings(p.findings)
+        if p.execution_trail is not msgspec.UNSET:
+            self._trail(p.execution_trail)
+        self._evidence(p)
+        self._signature(signature)
+
+    # 2
+    def _banner(self, p: ReceiptPayload) -> None:
+        v = p.verdict
+        facts = [
+            ("Score", f"{v.score} %"),
+            ("Recommended action", v.recommended_action),
+            ("Client ready", yes_no(v.client_ready)),
+            ("Risk high / mid / low", f"{v.risk.high} / {v.risk.mid} / {v.risk.low}"),
+        ]
+        colours = SEVERITY_COLOURS.get(v.severity, ((60, 60, 60), (240, 240, 240)))
+        self._banner_box(colours, v.severity.upper(), SEVERITY_MEANING.get(v.severity, ""), facts)
+
     # 6
     def _flags(self, p: ReceiptPayload) -> None:
         flags = sorted(p.verdict.flags, key=lambda f: TIER_RANK.get(f.tier, 3))  # stable: keeps the verdict's order
@@ -303,6 +351,32 @@ class ReceiptLayout:
         self._table(["Status", "Rule", "Kind", "Detail"], [22, 46, 24, w - 92], rows)
 
     # 8
+    def _trail(self, t: TrailSummary) -> None:
+        self._section(
+            "Execution trail",
+            f"{t.steps} step{'' if t.steps == 1 else 's'}, each hashed; the bundle hash covers them all",
+            keep=8 * (LINE + 1.4),  # the eight rows stay together
+        )
+        k = t.kinds
+        kinds = f"agent {k.agent} · tool {k.tool} · llm {k.llm} · retrieval {k.retrieval} · other {k.other}"
+        span = "—"
+        if t.start_ns is not None and t.end_ns is not None:
+            start, end = int(t.start_ns), int(t.end_ns)
+            span = f"{rfc3339_ms(start)} → {rfc3339_ms(end)} ({(end - start) // 1_000_000 / 1000:.3f} s)"
+        self._pairs(
+            [
+                ("Bundle hash", t.bundle_sha256, True),
+                ("Steps", f"{t.steps}: {kinds}", False),
+                ("Traces", listed(t.trace_ids) or "—", True),
+                ("Time span", span, False),
+                ("Tokens", f"{thousands(t.input_tokens)} in · {thousands(t.output_tokens)} out", False),
+                ("Cost", t.cost if t.cost is not None else "not reported", False),
+                ("Errors", f"{t.errors} step{'' if t.errors == 1 else 's'} ended in error", False),
+                ("Problems", ", ".join(t.problems) if t.problems else "none found in the trace", False),
+            ]
+        )
+
+    # 9
     def _evidence(self, p: ReceiptPayload) -> None:
         self._section("Evidence", f"{len(p.evidence)} item{'' if len(p.evidence) == 1 else 's'}, content-addressed")
         if not p.evidence:

@@ -33,7 +33,6 @@ from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import msgspec
 from fontTools import subset as ftsubset  # type: ignore[import-untyped]  # fontTools ships no type information
 from fontTools import ttLib
 from fpdf import FPDF
@@ -50,9 +49,14 @@ from fpdf.output import (
 )
 from fpdf.syntax import Name, PDFArray, PDFContentStream
 
+from defendable_canonical.cook import CookReceiptPayload
+from defendable_canonical.incident import IncidentReceiptPayload, UnlockReceiptPayload
 from defendable_canonical.model import ReceiptPayload, Signature
+from defendable_canonical.receipt import AnyReceiptPayload, decode_any_payload
+from defendable_render.cook_layout import CookLayout
 from defendable_render.fontsource import FontSource
-from defendable_render.layout import ReceiptLayout
+from defendable_render.incident_layout import IncidentLayout, UnlockLayout
+from defendable_render.layout import ReceiptLayout, Writer
 
 FONT_DIR = Path(__file__).parent / "fonts"
 # (family, style, file) — family names used by the layout.
@@ -386,12 +390,14 @@ def render_receipt_pdf(
     *,
     reuse_fonts: bool = True,
 ) -> bytes:
-    """One receipt as a PDF, with ``payload_bytes`` attached verbatim.
+    """One receipt of any kind as a PDF, with ``payload_bytes`` attached verbatim.
 
-    ``reuse_fonts=False`` parses the bundled fonts afresh (fpdf2's plain path); it
-    exists as the reference for tests and benchmarks and yields the same bytes.
+    The payload is read as the kind its ``schema`` names (raises CanonicalError for a
+    schema that names none). ``reuse_fonts=False`` parses the bundled fonts afresh
+    (fpdf2's plain path); it exists as the reference for tests and benchmarks and yields
+    the same bytes.
     """
-    payload = msgspec.json.decode(payload_bytes, type=ReceiptPayload)
+    payload = decode_any_payload(payload_bytes)
     name = attachment_name(receipt_hash)
     minted = _minted(payload.minted_at)
     with _LOCK:
@@ -418,12 +424,25 @@ def render_receipt_pdf(
                 compress=True,
                 checksum=True,
             )
-            ReceiptLayout(_Writer(pdf)).draw(payload, receipt_hash, signature, name)
+            draw(_Writer(pdf), payload, receipt_hash, signature, name)
             return pdf.render()
         finally:
             # fpdf2 memoises SubsetMap lookups in process-wide caches keyed by the map,
             # which would keep every document's fonts alive forever.
             _clear_subset_caches()
+
+
+def draw(out: Writer, payload: AnyReceiptPayload, receipt_hash: str, signature: Signature | None, name: str) -> None:
+    """The layout of the payload's kind."""
+    match payload:
+        case ReceiptPayload():
+            ReceiptLayout(out).draw(payload, receipt_hash, signature, name)
+        case CookReceiptPayload():
+            CookLayout(out).draw(payload, receipt_hash, signature, name)
+        case IncidentReceiptPayload():
+            IncidentLayout(out).draw(payload, receipt_hash, signature, name)
+        case UnlockReceiptPayload():
+            UnlockLayout(out).draw(payload, receipt_hash, signature, name)
 
 
 def _clear_subset_caches() -> None:

@@ -31,10 +31,8 @@ from typing import Final, Literal
 
 import msgspec
 
-from defendable_canonical.digest import Digest
-from defendable_canonical.jcs import canonicalize
-from defendable_canonical.trail import StepKind, StepRecord, StepStatus, TrailSummary, step_hash, summarise
-
+from .digest import Digest
+from .jcs import canonicalize
 from .otlp import (
     AGENT_NAME_KEYS,
     ARGUMENTS_KEYS,
@@ -59,6 +57,7 @@ from .otlp import (
     double_form,
     iter_spans,
 )
+from .trail import StepKind, StepRecord, StepStatus, TrailSummary, step_hash, summarise
 
 MAX_TEXT: Final = 1024
 MAX_TOKENS: Final = 10**10  # per step; x MAX_SPANS stays inside I-JSON's 2^53 when summed

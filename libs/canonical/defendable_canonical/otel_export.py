@@ -27,7 +27,7 @@ from typing import Final
 
 import msgspec
 
-from defendable_canonical.model import Finding, Verdict
+from .model import Finding, Verdict
 
 EVALUATION_EVENT: Final = "gen_ai.evaluation.result"
 VERDICT_EVALUATION: Final = "defendable.verdict"
