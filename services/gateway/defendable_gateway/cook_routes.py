@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import time
 from collections import Counter
 from collections.abc import Sequence
 from typing import Annotated, Any
@@ -29,9 +28,9 @@ from defendable_canonical.events import CookPair, DecideCook, RequestCook, encod
 
 from . import cook_store, store
 from .auth import Principal
-from .routes import command_base, holder, principal_of, problem, raw_or_none, receipt_doc, require_key
+from .routes import command_base, holder, long_poll, principal_of, problem, raw_or_none, receipt_doc, require_key
 from .schemas import Name, Note
-from .waiters import MAX_WAIT_S, RECHECK_S, waiters
+from .waiters import MAX_WAIT_S
 
 MAX_ITEMS = 10_000
 MAX_COOK_BODY_BYTES = 2 * 1024 * 1024
@@ -177,19 +176,7 @@ def refusal_reasons(cook: dict[str, Any]) -> list[str]:
 # `timeout` is the HTTP long-poll limit from the request, spent over several waits.
 async def wait_for_stage(principal: Principal, cook: dict[str, Any], until: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
     """Hold the request until the cook reaches `until` (or ends: refused, rejected), at most `timeout` s."""
-    if until not in cook_store.STAGES:
-        raise problem(400, f"until must be one of {', '.join(cook_store.STAGES)}")
-    if waiters.full():
-        raise problem(503, "too many requests are waiting; poll without `until` or retry shortly")
-    deadline = time.monotonic() + timeout
-    target = cook_store.STAGES[until]
-    while cook["stage_rank"] < target and cook["stage"] not in ("refused", "rejected"):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        await waiters.wait(principal.org_id, cook["cook_id"], min(left, RECHECK_S))
-        cook = await own_cook(principal, cook["cook_id"])
-    return cook
+    return await long_poll(principal, cook, until, timeout, stages=cook_store.STAGES, id_key="cook_id", reload=own_cook)
 
 
 @get("/cooks/{cook_id:str}", summary="A cook: stage, the referee's decision and lift, receipt", guards=[require_key])

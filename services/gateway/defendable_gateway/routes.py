@@ -10,6 +10,7 @@ import base64
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypedDict
@@ -445,19 +446,34 @@ async def get_run(
 # `timeout` is the HTTP long-poll limit from the request, spent over several waits.
 async def wait_for_stage(principal: Principal, run: dict[str, Any], until: str, timeout: float) -> dict[str, Any]:  # noqa: ASYNC109
     """Hold the request until the run reaches `until` (or a terminal stage), at most `timeout` seconds."""
-    if until not in store.STAGES:
-        raise problem(400, f"until must be one of {', '.join(store.STAGES)}")
+    return await long_poll(principal, run, until, timeout, stages=store.STAGES, id_key="run_id", reload=own_run)
+
+
+async def long_poll(
+    principal: Principal,
+    row: dict[str, Any],
+    until: str,
+    timeout: float,  # noqa: ASYNC109 - the HTTP long-poll limit, spent over several waits
+    *,
+    stages: Mapping[str, int],
+    id_key: str,
+    reload: Callable[[Principal, str], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:
+    """`row` once its stage reaches `until` or ends (rejected, refused), re-read on each wake-up;
+    shared by runs and cooks, whose stages differ but whose read-model rows wait alike."""
+    if until not in stages:
+        raise problem(400, f"until must be one of {', '.join(stages)}")
     if waiters.full():
         raise problem(503, "too many requests are waiting; poll without `until` or retry shortly")
     deadline = time.monotonic() + timeout
-    target = store.STAGES[until]
-    while run["stage_rank"] < target and run["stage"] not in ("rejected", "refused"):
+    target = stages[until]
+    while row["stage_rank"] < target and row["stage"] not in ("rejected", "refused"):
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        await waiters.wait(principal.org_id, run["run_id"], min(left, RECHECK_S))
-        run = await own_run(principal, run["run_id"])
-    return run
+        await waiters.wait(principal.org_id, row[id_key], min(left, RECHECK_S))
+        row = await reload(principal, row[id_key])
+    return row
 
 
 @get("/runs", summary="List runs, newest first, with cursor paging", guards=[require_key])
