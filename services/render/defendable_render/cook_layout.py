@@ -64,19 +64,7 @@ class CookLayout(Layout):
                 ("Eval items", thousands(p.eval_set.items)),
             ],
         )
-        self._section("Receipt")
-        self._pairs(
-            [
-                ("Receipt hash", receipt_hash, True),
-                ("Parent hash", p.parent_hash, True),
-                ("Sequence", str(p.seq), False),
-                ("Organisation", p.org_id, False),
-                ("Project", p.project, False),
-                ("Cook id", p.run_id, True),
-                ("Minted at", p.minted_at, False),
-                ("Canonical JSON", f"attached as {attachment}", False),
-            ]
-        )
+        self._chain(receipt_hash, p, attachment, [("Project", p.project, False), ("Cook id", p.run_id, True)])
         self._section("Cook", "the same Flight Sheet and eval set, before and after")
         self._pairs(
             [

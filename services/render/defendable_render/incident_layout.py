@@ -102,19 +102,8 @@ class IncidentLayout(_GovernanceLayout):
                 ("Opened at", p.opened_at),
             ],
         )
-        self._section("Receipt")
-        self._pairs(
-            [
-                ("Receipt hash", receipt_hash, True),
-                ("Parent hash", p.parent_hash, True),
-                ("Sequence", str(p.seq), False),
-                ("Organisation", p.org_id, False),
-                ("Incident id", p.incident_id, True),
-                ("Opened at", p.opened_at, False),
-                ("Minted at", p.minted_at, False),
-                ("Canonical JSON", f"attached as {attachment}", False),
-            ]
-        )
+        own = [("Incident id", p.incident_id, True), ("Opened at", p.opened_at, False)]
+        self._chain(receipt_hash, p, attachment, own)
         self._section("Agent", "the profile the clause fired for")
         self._pairs(self._agent(p.agent_profile, p.profile_key, p.lane))
         self._trigger(p)
@@ -183,18 +172,7 @@ class UnlockLayout(_GovernanceLayout):
                 ("Unlocked at", p.approval.decided_at),
             ],
         )
-        self._section("Receipt")
-        self._pairs(
-            [
-                ("Receipt hash", receipt_hash, True),
-                ("Parent hash", p.parent_hash, True),
-                ("Sequence", str(p.seq), False),
-                ("Organisation", p.org_id, False),
-                ("Unlock id", p.unlock_id, True),
-                ("Minted at", p.minted_at, False),
-                ("Canonical JSON", f"attached as {attachment}", False),
-            ]
-        )
+        self._chain(receipt_hash, p, attachment, [("Unlock id", p.unlock_id, True)])
         self._section("Lock lifted", f"new runs of this profile in {scope(p.lane)} are admitted again")
         self._pairs(
             [

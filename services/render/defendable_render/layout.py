@@ -42,6 +42,19 @@ MAX_CELL_LINES = 50  # ~210 mm: a row always fits on one page
 MAX_LISTED = 20  # ids listed in one cell (trace ids, run ids); the rest are counted, and in the JSON
 
 
+class ChainFields(Protocol):
+    """What every receipt payload carries about its place on the chain."""
+
+    @property
+    def parent_hash(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def org_id(self) -> str: ...
+    @property
+    def minted_at(self) -> str: ...
+
+
 class Writer(Protocol):
     @property
     def width(self) -> float: ...
@@ -191,6 +204,27 @@ class Layout:
         out.set_y(out.y + 1.2)
 
     # label / value pairs; hashes and ids in mono
+    def _chain(
+        self,
+        receipt_hash: str,
+        p: ChainFields,
+        attachment: str,
+        own: Sequence[tuple[str, str, bool]],
+    ) -> None:
+        """The "Receipt" section every kind opens with: the chain fields around the kind's `own` rows."""
+        self._section("Receipt")
+        self._pairs(
+            [
+                ("Receipt hash", receipt_hash, True),
+                ("Parent hash", p.parent_hash, True),
+                ("Sequence", str(p.seq), False),
+                ("Organisation", p.org_id, False),
+                *own,
+                ("Minted at", p.minted_at, False),
+                ("Canonical JSON", f"attached as {attachment}", False),
+            ]
+        )
+
     def _pairs(self, rows: Sequence[tuple[str, str, bool]]) -> None:
         value_width = self.out.width - LABEL_WIDTH
         for label, value, mono in rows:
@@ -257,20 +291,8 @@ class ReceiptLayout(Layout):
         self._start()
         self._header("Defendable receipt", p.schema)
         self._banner(p)
-        self._section("Receipt")
-        self._pairs(
-            [
-                ("Receipt hash", receipt_hash, True),
-                ("Parent hash", p.parent_hash, True),
-                ("Sequence", str(p.seq), False),
-                ("Organisation", p.org_id, False),
-                ("Project", p.project, False),
-                ("Lane", p.lane.replace("_", " "), False),
-                ("Run id", p.run_id, True),
-                ("Minted at", p.minted_at, False),
-                ("Canonical JSON", f"attached as {attachment}", False),
-            ]
-        )
+        own = [("Project", p.project, False), ("Lane", p.lane.replace("_", " "), False), ("Run id", p.run_id, True)]
+        self._chain(receipt_hash, p, attachment, own)
         self._section("Inputs")
         agent = p.agent_profile
         agent_text = f"{agent.model} · {agent.harness}" + (f" · {agent.runtime}" if agent.runtime else "")
