@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-from collections.abc import AsyncIterator
 from typing import TypedDict
 
 import asyncpg
@@ -33,7 +31,6 @@ from defendable_ledger.mint import (
     mint_request,
     minted_event_id,
 )
-from defendable_runtime import db
 
 MINTED_AT = "2026-01-02T03:04:05.000Z"
 SIGNER = Signer.generate()
@@ -142,23 +139,6 @@ def test_a_batch_continues_the_chain_after_the_head_whatever_kinds_came_before()
 
 
 # ---------------------------------------------------------------- the table: real PostgreSQL
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    from_env = os.environ.get("DATABASE_URL")
-    if from_env:
-        return from_env
-    dsn: str = request.getfixturevalue("pg_server").dsn
-    return dsn
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(database_url, min_size=1, max_size=2)
-    await db.migrate(pool, store.SCHEMA, store.MIGRATIONS)
-    yield pool
-    await pool.close()
 
 
 async def mint_once(conn: asyncpg.Connection, org_id: str, requests: list[MintRequest]) -> int:

@@ -8,9 +8,7 @@ that a writer that bypasses it is refused by the constraints alone.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-from collections.abc import AsyncIterator
 
 import asyncpg
 import msgspec
@@ -24,28 +22,9 @@ from defendable_canonical.perf import typical_body
 from defendable_ledger import store
 from defendable_ledger.keys import Signer
 from defendable_ledger.mint import MintedReceipt, MintRequest, chain_batch, mint_request
-from defendable_runtime import db
 
 MINTED_AT = "2026-01-02T03:04:05.000Z"
 SIGN_ALL = Signer.generate().sign_all
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    """The session's PostgreSQL (or DATABASE_URL); each test writes under an org id of its own."""
-    from_env = os.environ.get("DATABASE_URL")
-    if from_env:
-        return from_env
-    dsn: str = request.getfixturevalue("pg_server").dsn
-    return dsn
-
-
-@pytest.fixture
-async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await db.create_pool(database_url, min_size=2, max_size=4)
-    await db.migrate(pool, store.SCHEMA, store.MIGRATIONS)
-    yield pool
-    await pool.close()
 
 
 @pytest.fixture
