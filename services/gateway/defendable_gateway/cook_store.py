@@ -25,6 +25,8 @@ from defendable_canonical.events import (
     Rendered,
 )
 
+from .receipt_rows import record_minted, record_rendered
+
 COOK_PREFIX = "cook_"
 MIGRATION = """
     CREATE TABLE gateway.cooks (
@@ -145,19 +147,10 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
                 conn, o, c, "rejected", ", approval = $5", msgspec.json.encode(approval | {"note": event.note})
             )
         case Minted():
-            # The same row store.apply_event writes for a run's receipt.
-            await conn.execute(
-                """INSERT INTO gateway.receipts
-                   (receipt_hash, org_id, run_id, seq, parent_hash, payload, signature, share_token)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
-                event.receipt_hash, o, c, event.seq, event.parent_hash, bytes(event.payload),
-                msgspec.json.encode(event.signature), event.share_token,
-            )  # fmt: skip
+            await record_minted(conn, event)
             await _advance(conn, o, c, "minted", ", receipt_hash = $5", event.receipt_hash)
         case Rendered():
-            await conn.execute(
-                "UPDATE gateway.receipts SET pdf_key = $2 WHERE receipt_hash = $1", event.receipt_hash, event.pdf_key
-            )
+            await record_rendered(conn, event)
         case CommandRefused():
             reason = msgspec.json.encode(
                 {"command": event.command_type, "reason": event.reason, "at": event.occurred_at}

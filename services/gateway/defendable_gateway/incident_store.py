@@ -30,6 +30,8 @@ from defendable_canonical.events import (
     Rendered,
 )
 
+from .receipt_rows import record_minted, record_rendered
+
 GOVERNANCE_PREFIXES: Final = ("inc_", "unl_", "agent_")
 MIGRATION = """
     CREATE TABLE gateway.incidents (
@@ -89,18 +91,10 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
     """Fold one event that `owns`; anything else about a governance id is ignored."""
     o = event.org_id
     match event:
-        case Minted():  # an incident's or an unlock's receipt: the same row store.py writes for a run's
-            await conn.execute(
-                """INSERT INTO gateway.receipts
-                   (receipt_hash, org_id, run_id, seq, parent_hash, payload, signature, share_token)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
-                event.receipt_hash, o, event.run_id, event.seq, event.parent_hash, bytes(event.payload),
-                msgspec.json.encode(event.signature), event.share_token,
-            )  # fmt: skip
+        case Minted():  # an incident's or an unlock's receipt
+            await record_minted(conn, event)
         case Rendered():
-            await conn.execute(
-                "UPDATE gateway.receipts SET pdf_key = $2 WHERE receipt_hash = $1", event.receipt_hash, event.pdf_key
-            )
+            await record_rendered(conn, event)
         case IncidentOpened():
             await _upsert_incident(
                 conn, o, event.run_id, event.kind, event.lane, event.policy.clause_id, event.response,

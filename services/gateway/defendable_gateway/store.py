@@ -29,6 +29,7 @@ from defendable_canonical.events import (
 )
 
 from . import cook_store, incident_store
+from .receipt_rows import record_minted, record_rendered
 
 SCHEMA = "gateway"
 MIGRATIONS = [
@@ -308,18 +309,10 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
                 conn, o, r, "rejected", ", approval = $5", msgspec.json.encode(approval | {"note": event.note})
             )
         case Minted():
-            await conn.execute(
-                """INSERT INTO gateway.receipts
-                   (receipt_hash, org_id, run_id, seq, parent_hash, payload, signature, share_token)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING""",
-                event.receipt_hash, o, r, event.seq, event.parent_hash, bytes(event.payload),
-                msgspec.json.encode(event.signature), event.share_token,
-            )  # fmt: skip
+            await record_minted(conn, event)
             await _advance(conn, o, r, "minted", ", receipt_hash = $5", event.receipt_hash)
         case Rendered():
-            await conn.execute(
-                "UPDATE gateway.receipts SET pdf_key = $2 WHERE receipt_hash = $1", event.receipt_hash, event.pdf_key
-            )
+            await record_rendered(conn, event)
             await _advance(conn, o, r, "rendered")
         case CommandRefused():
             reason = msgspec.json.encode(
