@@ -38,7 +38,7 @@ lint: install ## ruff lint and format check
 	@$(BIN)/ruff check . && $(BIN)/ruff format --check .
 
 typecheck: install ## mypy --strict over every package and the tests
-	@$(BIN)/mypy libs services deploy tests bench
+	@$(BIN)/mypy libs services deploy tests bench examples
 
 check: lint typecheck test ## Everything CI cares about
 

@@ -13,10 +13,10 @@ from typing import Any
 import asyncpg
 import nats
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import Approved, derive_id, encode
 from defendable_canonical.perf import typical_body
 from defendable_canonical.subjects import event_subject
-from defendable_cli.client import Client
 from defendable_gateway.admin import create_org
 from defendable_stack.demo import SHEET, memo
 
@@ -30,7 +30,7 @@ async def full_runs(env: dict[str, str], base_url: str, runs: int, concurrency: 
     """Each run: create → 10 KiB evidence → submission → checked → approve → minted, `concurrency` at a time."""
     org = await create_org(env["DATABASE_URL"], "Bench Runs")
     keys = {k.role: k.key for k in org.keys}
-    submitter, approver = Client(base_url, keys["submitter"]), Client(base_url, keys["approver"])
+    submitter, approver = AsyncClient(base_url, keys["submitter"]), AsyncClient(base_url, keys["approver"])
     latencies: list[float] = []
     evidence = os.urandom(10 * 1024)
     submission = memo()

@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
+from defendable.client import AsyncClient
 from defendable_canonical.verification import all_passed, verify_document
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg, create_org
 
 SHEET = "cre_memo_dscr_ltv_v1@1.0.0"
@@ -100,7 +100,7 @@ async def demo_org(base: Path, database_url: str, gateway: str) -> CreatedOrg:
     path = base / "demo-org.json"
     if path.exists():
         org = msgspec.json.decode(path.read_bytes(), type=CreatedOrg)
-        probe = Client(gateway, org.keys[0].key)
+        probe = AsyncClient(gateway, org.keys[0].key)
         try:
             if (await probe.get("/runs?limit=1")).status_code == 200:
                 return org
@@ -120,7 +120,7 @@ async def push_run(base: Path, state: dict[str, Any]) -> int:
     gateway = state["gateway_url"]
     org = await demo_org(base, state["env"]["DATABASE_URL"], gateway)
     keys = {k.role: k.key for k in org.keys}
-    submitter, approver = Client(gateway, keys["submitter"]), Client(gateway, keys["approver"])
+    submitter, approver = AsyncClient(gateway, keys["submitter"]), AsyncClient(gateway, keys["approver"])
     try:
         run_id = await submitter.create_run(
             "Harbour Point refinancing",
@@ -131,7 +131,7 @@ async def push_run(base: Path, state: dict[str, Any]) -> int:
         say("run", f"{run_id}  (org {org.org_id})")
         for name, data in EVIDENCE.items():
             sent = await submitter.add_file(run_id, name, data)
-            say("evidence", f"{name:<15} {sent['sha256']}")
+            say("evidence", f"{name:<15} {sent.sha256}")
         await submitter.add_note(run_id, "analyst-note", "Rent roll reviewed on site; occupancy 96%.")
         await submitter.submit(run_id, memo())
         run = await submitter.wait_for(run_id, ("checked",))

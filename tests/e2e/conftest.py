@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg, create_org
 from defendable_stack.process import free_port, spawn
 from defendable_stack.servers import Stack
@@ -129,20 +129,20 @@ def key(org: CreatedOrg, role: str) -> str:
 
 
 @pytest.fixture
-async def submitter(services: Services, org: CreatedOrg) -> AsyncIterator[Client]:
-    client = Client(services.base_url, key(org, "submitter"))
+async def submitter(services: Services, org: CreatedOrg) -> AsyncIterator[AsyncClient]:
+    client = AsyncClient(services.base_url, key(org, "submitter"))
     yield client
     await client.aclose()
 
 
 @pytest.fixture
-async def approver(services: Services, org: CreatedOrg) -> AsyncIterator[Client]:
-    client = Client(services.base_url, key(org, "approver"))
+async def approver(services: Services, org: CreatedOrg) -> AsyncIterator[AsyncClient]:
+    client = AsyncClient(services.base_url, key(org, "approver"))
     yield client
     await client.aclose()
 
 
-async def checked_run(client: Client, **memo_kw: object) -> str:
+async def checked_run(client: AsyncClient, **memo_kw: object) -> str:
     """Create a run, attach the three evidence files, submit a memo, wait for its verdict."""
     run_id = await create(client)
     await asyncio.gather(*(client.add_file(run_id, name, data) for name, data in EVIDENCE.items()))
@@ -160,7 +160,7 @@ AGENT_PROFILE: dict[str, Any] = {
 }
 
 
-async def create(client: Client, profile: dict[str, Any] | None = None) -> str:
+async def create(client: AsyncClient, profile: dict[str, Any] | None = None) -> str:
     """A run of `profile` (default AGENT_PROFILE): governance locks are per agent profile."""
     for attempt in range(50):  # the referee may still be starting on the first test
         try:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from botocore.config import Config
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -75,7 +75,7 @@ async def test_a_malformed_json_body_on_create_run_is_a_400_saying_the_json_is_m
 
 
 async def test_a_malformed_json_submission_is_a_400_saying_it_is_not_valid_json(
-    http: httpx.AsyncClient, submitter: Client, org: CreatedOrg
+    http: httpx.AsyncClient, submitter: AsyncClient, org: CreatedOrg
 ) -> None:
     run_id = await create(submitter)
     response = await http.post(
@@ -110,7 +110,7 @@ async def test_an_unknown_field_is_a_400_naming_the_field(http: httpx.AsyncClien
 
 
 async def test_an_oversized_submission_is_a_413_and_the_run_stays_open(
-    http: httpx.AsyncClient, submitter: Client, org: CreatedOrg
+    http: httpx.AsyncClient, submitter: AsyncClient, org: CreatedOrg
 ) -> None:
     run_id = await create(submitter)
     body = memo()
@@ -121,7 +121,7 @@ async def test_an_oversized_submission_is_a_413_and_the_run_stays_open(
 
 
 async def test_oversized_evidence_is_a_413_naming_the_limit_and_leaves_nothing_in_staging(
-    http: httpx.AsyncClient, submitter: Client, org: CreatedOrg, stack: Stack
+    http: httpx.AsyncClient, submitter: AsyncClient, org: CreatedOrg, stack: Stack
 ) -> None:
     run_id = await create(submitter)
     too_big = os.urandom(MAX_EVIDENCE_BYTES + 1)
@@ -140,7 +140,7 @@ async def test_oversized_evidence_is_a_413_naming_the_limit_and_leaves_nothing_i
 
 
 async def test_a_request_without_an_api_key_is_a_401_saying_how_to_authenticate(
-    http: httpx.AsyncClient, submitter: Client
+    http: httpx.AsyncClient, submitter: AsyncClient
 ) -> None:
     run_id = await create(submitter)
     for method, path in [("POST", "/runs"), ("GET", "/runs"), ("GET", f"/runs/{run_id}"), ("GET", "/ledger/verify")]:
@@ -151,7 +151,7 @@ async def test_a_request_without_an_api_key_is_a_401_saying_how_to_authenticate(
 
 
 async def test_a_submitter_cannot_approve_or_reject_and_is_told_the_role_needed(
-    http: httpx.AsyncClient, submitter: Client, org: CreatedOrg
+    http: httpx.AsyncClient, submitter: AsyncClient, org: CreatedOrg
 ) -> None:
     run_id = await create(submitter)
     for action in ("approve", "reject"):

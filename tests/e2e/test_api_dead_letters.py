@@ -11,9 +11,9 @@ import nats
 import pytest
 from nats.aio.client import Client as Nats
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import CreateRun, encode
 from defendable_canonical.model import AgentProfile, FlightSheetRef
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
 
 from .conftest import Services, checked_run
@@ -29,7 +29,7 @@ async def bus(services: Services) -> AsyncIterator[Nats]:
 
 
 async def test_garbage_on_an_ingest_subject_is_dead_lettered_with_its_reason_and_intake_keeps_working(
-    submitter: Client, org: CreatedOrg, bus: Nats, services: Services
+    submitter: AsyncClient, org: CreatedOrg, bus: Nats, services: Services
 ) -> None:
     js = bus.jetstream()
     subject = f"ingest.create_run.{org.org_id}"
@@ -56,7 +56,7 @@ async def test_garbage_on_an_ingest_subject_is_dead_lettered_with_its_reason_and
 
 
 async def test_a_command_on_another_orgs_subject_is_dead_lettered_not_admitted(
-    submitter: Client, org: CreatedOrg, bus: Nats
+    submitter: AsyncClient, org: CreatedOrg, bus: Nats
 ) -> None:
     js = bus.jetstream()
     subject = f"ingest.create_run.{org.org_id}"

@@ -6,13 +6,13 @@ import asyncio
 
 import pytest
 
-from defendable_cli.client import ApiError, Client
+from defendable.client import ApiError, AsyncClient
 
 from .conftest import checked_run, create
 
 
 async def test_approving_a_run_without_a_verdict_is_a_409_and_nothing_is_decided(
-    submitter: Client, approver: Client
+    submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_id = await create(submitter)
     with pytest.raises(ApiError) as refused:
@@ -27,7 +27,7 @@ async def test_approving_a_run_without_a_verdict_is_a_409_and_nothing_is_decided
 
 
 async def test_approving_twice_is_a_409_the_second_time_and_mints_one_receipt(
-    submitter: Client, approver: Client
+    submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_id = await checked_run(submitter)
     status, _ = await approver.receipt(run_id)
@@ -53,7 +53,7 @@ async def test_approving_twice_is_a_409_the_second_time_and_mints_one_receipt(
     assert verify["ok"] is True and verify["length"] == 1
 
 
-async def test_a_rejected_run_never_gets_a_receipt(submitter: Client, approver: Client) -> None:
+async def test_a_rejected_run_never_gets_a_receipt(submitter: AsyncClient, approver: AsyncClient) -> None:
     run_id = await checked_run(submitter)
     await approver.reject(run_id, note="Not convinced by the NOI.")
     run = await approver.wait_for(run_id, ("rejected",))

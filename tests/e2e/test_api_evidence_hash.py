@@ -19,6 +19,7 @@ from botocore.config import Config
 from nats.aio.client import Client as Nats
 from nats.js.client import JetStreamContext
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import (
     MAX_INLINE_EVIDENCE_BYTES,
     AttachEvidence,
@@ -29,7 +30,6 @@ from defendable_canonical.events import (
     event_decoder,
 )
 from defendable_canonical.subjects import ingest_subject
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -73,7 +73,7 @@ async def bus(stack: Stack) -> AsyncIterator[Nats]:
 
 
 async def test_a_multipart_upload_with_a_wrong_sha256_is_a_422_naming_both_hashes_and_nothing_is_stored(
-    services: Services, submitter: Client, org: CreatedOrg, stack: Stack
+    services: Services, submitter: AsyncClient, org: CreatedOrg, stack: Stack
 ) -> None:
     run_id = await create(submitter)
     data, other = os.urandom(4096), os.urandom(4096)
@@ -101,9 +101,9 @@ async def test_a_multipart_upload_with_a_wrong_sha256_is_a_422_naming_both_hashe
 
     # The same bytes with their true hash are accepted and land at their content-addressed key.
     accepted = await submitter.add_file(run_id, "honest.bin", data, sha256=f"sha256:{actual}")
-    assert accepted["sha256"] == f"sha256:{actual}"
+    assert accepted.sha256 == f"sha256:{actual}"
     run = await submitter.run(run_id)
-    assert [e["evidence_id"] for e in run["evidence"]] == [accepted["evidence_id"]]
+    assert [e["evidence_id"] for e in run["evidence"]] == [accepted.evidence_id]
     await submitter.wait_for(run_id, ("created",))
     for _ in range(100):
         if s3_keys(stack, f"evidence/sha256/{actual}"):
@@ -152,7 +152,7 @@ async def publish(bus: Nats, command: Command) -> None:
 
 
 async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_and_a_submit_naming_it_refused(
-    submitter: Client, org: CreatedOrg, stack: Stack, bus: Nats
+    submitter: AsyncClient, org: CreatedOrg, stack: Stack, bus: Nats
 ) -> None:
     run_id = await create(submitter)
     await submitter.wait_for(run_id, ("created",))
@@ -190,7 +190,7 @@ async def test_a_streamed_attach_with_a_wrong_hash_is_refused_its_bytes_deleted_
 
 
 async def test_inline_evidence_streamed_with_a_wrong_hash_is_refused_and_with_its_own_hash_is_stored(
-    submitter: Client, org: CreatedOrg, stack: Stack, bus: Nats
+    submitter: AsyncClient, org: CreatedOrg, stack: Stack, bus: Nats
 ) -> None:
     """Small evidence rides inside the command (no S3 staging): intake re-hashes those bytes too."""
     run_id = await create(submitter)
@@ -225,12 +225,12 @@ async def test_inline_evidence_streamed_with_a_wrong_hash_is_refused_and_with_it
 
 
 async def test_evidence_over_the_inline_limit_is_staged_in_s3_then_promoted_to_its_content_address(
-    submitter: Client, org: CreatedOrg, stack: Stack
+    submitter: AsyncClient, org: CreatedOrg, stack: Stack
 ) -> None:
     run_id = await create(submitter)
     data = os.urandom(MAX_INLINE_EVIDENCE_BYTES + 1)
     accepted = await submitter.add_file(run_id, "large.bin", data)
-    assert accepted["sha256"] == f"sha256:{hex_of(data)}" and accepted["size"] == len(data)
+    assert accepted.sha256 == f"sha256:{hex_of(data)}" and accepted.size == len(data)
     await submitter.wait_for(run_id, ("created",))
     key = f"evidence/sha256/{hex_of(data)}"
     for _ in range(100):

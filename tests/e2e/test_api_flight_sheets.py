@@ -7,9 +7,9 @@ from pathlib import Path
 
 import httpx
 
+from defendable.client import AsyncClient
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.jcs import canonicalize
-from defendable_cli.client import Client
 from defendable_referee.publication import read_lock
 
 from .conftest import Services
@@ -17,7 +17,7 @@ from .conftest import Services
 SHEETS = Path(__file__).parents[2] / "services/referee/defendable_referee/flight_sheets"
 
 
-async def test_the_library_lists_every_published_sheet_with_its_pinned_hash(submitter: Client) -> None:
+async def test_the_library_lists_every_published_sheet_with_its_pinned_hash(submitter: AsyncClient) -> None:
     reply = await submitter.get("/flight-sheets")
     assert reply.status_code == 200, reply.text
     items = reply.json()["items"]
@@ -27,7 +27,7 @@ async def test_the_library_lists_every_published_sheet_with_its_pinned_hash(subm
     assert [f"{i['id']}@{i['version']}" for i in items] == sorted(pinned)
 
 
-async def test_one_sheet_is_served_as_published_and_hashes_to_its_etag(submitter: Client) -> None:
+async def test_one_sheet_is_served_as_published_and_hashes_to_its_etag(submitter: AsyncClient) -> None:
     reply = await submitter.get("/flight-sheets/cre_memo_dscr_ltv_v1@1.0.0")
     assert reply.status_code == 200, reply.text
     doc = reply.json()
@@ -37,7 +37,7 @@ async def test_one_sheet_is_served_as_published_and_hashes_to_its_etag(submitter
     assert (doc["id"], doc["version"], doc["lane"]) == ("cre_memo_dscr_ltv_v1", "1.0.0", "agent_work")
 
 
-async def test_unknown_or_malformed_sheet_refs_are_404_problems(submitter: Client) -> None:
+async def test_unknown_or_malformed_sheet_refs_are_404_problems(submitter: AsyncClient) -> None:
     for ref in ("cre_memo_dscr_ltv_v1@9.9.9", "cre_memo_dscr_ltv_v1", "..%2F..%2Fetc", "x" * 500 + "@1.0.0"):
         reply = await submitter.get(f"/flight-sheets/{ref}")
         assert reply.status_code == 404, (ref, reply.text)

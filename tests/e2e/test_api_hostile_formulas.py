@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 
 from .conftest import AGENT_PROFILE, Services, create
 from .memo import EVIDENCE, memo
@@ -23,7 +23,7 @@ HOSTILE = {
 }
 
 
-async def checked_within(client: Client, formula: str, profile: dict[str, Any] | None = None) -> dict[str, object]:
+async def checked_within(client: AsyncClient, formula: str, profile: dict[str, Any] | None = None) -> dict[str, object]:
     run_id = await create(client, profile)
     await asyncio.gather(*(client.add_file(run_id, name, data) for name, data in EVIDENCE.items()))
     await client.submit(run_id, memo(formula=formula))
@@ -32,7 +32,7 @@ async def checked_within(client: Client, formula: str, profile: dict[str, Any] |
 
 @pytest.mark.parametrize("formula", HOSTILE.values(), ids=HOSTILE.keys())
 async def test_a_hostile_formula_is_a_high_flag_and_the_referee_survives(
-    submitter: Client, services: Services, formula: str
+    submitter: AsyncClient, services: Services, formula: str
 ) -> None:
     started = time.monotonic()
     run = await checked_within(submitter, formula)
@@ -51,7 +51,9 @@ async def test_a_hostile_formula_is_a_high_flag_and_the_referee_survives(
     assert services.procs["referee"].poll() is None, "the referee died on a hostile formula"
 
 
-async def test_the_referee_still_checks_an_honest_run_after_hostile_ones(submitter: Client, services: Services) -> None:
+async def test_the_referee_still_checks_an_honest_run_after_hostile_ones(
+    submitter: AsyncClient, services: Services
+) -> None:
     await asyncio.gather(*(checked_within(submitter, formula) for formula in HOSTILE.values()))
     # Another agent profile: five high-flag verdicts lock the lane for the hostile one (governance, issue 3).
     run = await checked_within(submitter, "noi / annual_debt_service", {**AGENT_PROFILE, "model": "gpt-honest"})

@@ -6,14 +6,14 @@ import asyncio
 import secrets
 from typing import Any
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 
 from .conftest import create
 
 PROFILE = {"model": "gpt-test", "harness": "pytest", "tools": [], "runtime": "python3.11"}
 
 
-async def all_pages(client: Client, limit: int, **filters: str) -> list[list[dict[str, Any]]]:
+async def all_pages(client: AsyncClient, limit: int, **filters: str) -> list[list[dict[str, Any]]]:
     pages: list[list[dict[str, Any]]] = []
     cursor: str | None = None
     while True:
@@ -28,7 +28,7 @@ async def all_pages(client: Client, limit: int, **filters: str) -> list[list[dic
         assert len(pages) < 20, "paging does not end"
 
 
-async def test_paging_with_a_cursor_returns_every_run_exactly_once_newest_first(submitter: Client) -> None:
+async def test_paging_with_a_cursor_returns_every_run_exactly_once_newest_first(submitter: AsyncClient) -> None:
     project = "paging " + secrets.token_hex(4)
     ours = [
         await submitter.create_run(project, "cre_memo_dscr_ltv_v1@1.0.0", PROFILE, assignment="page me")

@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -32,7 +32,7 @@ from .test_crash_ledger import (
 RUNS = 20
 
 
-async def submitted_run(client: Client) -> str:
+async def submitted_run(client: AsyncClient) -> str:
     run_id = await create(client)
     await asyncio.gather(*(client.add_file(run_id, name, data) for name, data in EVIDENCE.items()))
     await client.wait_for(run_id, ("created",))
@@ -43,7 +43,7 @@ async def submitted_run(client: Client) -> str:
 
 @pytest.mark.timeout(900)
 async def test_intake_sigkilled_before_it_records_verdicts_still_admits_every_approval_made_on_them(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_ids = await bounded(RUNS, 10, lambda _: submitted_run(submitter))
     await asyncio.to_thread(services.kill, "intake")  # the referee's verdicts now wait for intake in RUNS

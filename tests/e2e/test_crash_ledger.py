@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from defendable_cli.client import ApiError, Client
+from defendable.client import ApiError, AsyncClient
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -44,11 +44,11 @@ async def bounded(count: int, concurrency: int, make: Callable[[int], Awaitable[
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
 
-async def checked_runs(client: Client, count: int, concurrency: int = CONCURRENCY) -> list[str]:
+async def checked_runs(client: AsyncClient, count: int, concurrency: int = CONCURRENCY) -> list[str]:
     return await bounded(count, concurrency, lambda _: checked_run(client))
 
 
-async def approve_all(client: Client, run_ids: list[str], concurrency: int = CONCURRENCY) -> None:
+async def approve_all(client: AsyncClient, run_ids: list[str], concurrency: int = CONCURRENCY) -> None:
     await bounded(len(run_ids), concurrency, lambda i: client.approve(run_ids[i], note=f"approval {i}"))
 
 
@@ -95,7 +95,7 @@ async def patient(call: Callable[[], Awaitable[T]], within: float = SETTLE_S) ->
             await asyncio.sleep(1.0)
 
 
-async def verified_chain(client: Client) -> dict[str, Any]:
+async def verified_chain(client: AsyncClient) -> dict[str, Any]:
     async def ask() -> dict[str, Any]:
         response = await client.get("/ledger/verify")
         if response.status_code != 200:
@@ -106,7 +106,9 @@ async def verified_chain(client: Client) -> dict[str, Any]:
     return await patient(ask)
 
 
-async def assert_every_run_has_its_receipt(client: Client, run_ids: list[str], rows: list[tuple[int, str]]) -> None:
+async def assert_every_run_has_its_receipt(
+    client: AsyncClient, run_ids: list[str], rows: list[tuple[int, str]]
+) -> None:
     seq_of = {run_id: seq for seq, run_id in rows}
 
     async def check(i: int) -> None:
@@ -127,7 +129,7 @@ def assert_one_gapless_receipt_per_run(rows: list[tuple[int, str]], run_ids: lis
 
 
 async def assert_one_verified_chain(
-    database_url: str, client: Client, org_id: str, run_ids: list[str]
+    database_url: str, client: AsyncClient, org_id: str, run_ids: list[str]
 ) -> list[tuple[int, str]]:
     """The org's table holds one gapless receipt per run, and the ledger verifies the whole
     chain; the rows, (seq, run_id) in seq order, for further checks."""
@@ -140,7 +142,7 @@ async def assert_one_verified_chain(
 
 @pytest.mark.timeout(900)
 async def test_ledger_sigkill_with_200_approved_runs_in_flight_mints_each_exactly_once(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     org_id = org.org_id
     run_ids = await checked_runs(submitter, RUNS)
@@ -179,7 +181,7 @@ async def test_ledger_sigkill_with_200_approved_runs_in_flight_mints_each_exactl
 
 @pytest.mark.timeout(900)
 async def test_ledger_stopped_mid_mint_hands_back_what_it_fetched(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     """A graceful stop (SIGTERM) finishes the batches it took and hands back the approvals still
     waiting for the minter, so a fresh ledger mints them at once, not after the ack wait (30 s

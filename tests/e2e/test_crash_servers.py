@@ -18,7 +18,7 @@ import httpx
 import nats
 import pytest
 
-from defendable_cli.client import STAGE_RANK, ApiError, Client
+from defendable.client import STAGE_RANK, ApiError, AsyncClient
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import NatsServer, PostgresServer, Server, Stack
 
@@ -57,7 +57,7 @@ class Driven:
     finished: bool = False
 
 
-async def drive(submitter: Client, approver: Client, run: Driven) -> None:
+async def drive(submitter: AsyncClient, approver: AsyncClient, run: Driven) -> None:
     """Create and attach, submit, approve, up to the run's goal; stop at the first call not accepted."""
     try:
         await drive_steps(submitter, approver, run)
@@ -65,7 +65,7 @@ async def drive(submitter: Client, approver: Client, run: Driven) -> None:
         run.finished = True
 
 
-async def drive_steps(submitter: Client, approver: Client, run: Driven) -> None:
+async def drive_steps(submitter: AsyncClient, approver: AsyncClient, run: Driven) -> None:
     try:
         run.run_id = await create(submitter)
     except ACCEPTED:
@@ -104,7 +104,7 @@ def stages(runs: list[Driven]) -> dict[str, int]:
     return out
 
 
-async def crash_with_runs_in_flight(submitter: Client, approver: Client, server: Server) -> list[Driven]:
+async def crash_with_runs_in_flight(submitter: AsyncClient, approver: AsyncClient, server: Server) -> list[Driven]:
     """Drive IN_FLIGHT runs (a quarter to created, a quarter to submitted, half to approved); SIGKILL
     `server` once a few approvals are in, with many runs still in flight; restart it after OUTAGE_S.
     """
@@ -136,7 +136,7 @@ async def crash_with_runs_in_flight(submitter: Client, approver: Client, server:
 
 
 async def assert_each_accepted_run_processed_exactly_once(
-    stack: Stack, org_id: str, submitter: Client, approver: Client, runs: list[Driven]
+    stack: Stack, org_id: str, submitter: AsyncClient, approver: AsyncClient, runs: list[Driven]
 ) -> None:
     accepted = [r for r in runs if r.run_id is not None]
     approved = [r.run_id for r in accepted if r.approved and r.run_id]
@@ -212,7 +212,7 @@ def services_survive(services: Services) -> Iterator[None]:
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("services_survive")
 async def test_nats_sigkilled_with_runs_in_flight_loses_no_accepted_run_and_mints_each_once(
-    nats_server: NatsServer, stack: Stack, org: CreatedOrg, submitter: Client, approver: Client
+    nats_server: NatsServer, stack: Stack, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     runs = await crash_with_runs_in_flight(submitter, approver, nats_server)
     await assert_each_accepted_run_processed_exactly_once(stack, org.org_id, submitter, approver, runs)
@@ -221,7 +221,7 @@ async def test_nats_sigkilled_with_runs_in_flight_loses_no_accepted_run_and_mint
 @pytest.mark.timeout(900)
 @pytest.mark.usefixtures("services_survive")
 async def test_postgres_sigkilled_with_runs_in_flight_loses_no_accepted_run_and_mints_each_once(
-    pg_server: PostgresServer, stack: Stack, org: CreatedOrg, submitter: Client, approver: Client
+    pg_server: PostgresServer, stack: Stack, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     runs = await crash_with_runs_in_flight(submitter, approver, pg_server)
     await assert_each_accepted_run_processed_exactly_once(stack, org.org_id, submitter, approver, runs)

@@ -10,9 +10,9 @@ import sys
 import httpx
 from pypdf import PdfReader
 
+from defendable.client import AsyncClient
 from defendable_canonical.digest import GENESIS_HASH
 from defendable_canonical.verification import all_passed, verify_document
-from defendable_cli.client import Client
 from defendable_gateway.admin import create_org
 from defendable_stack.servers import Stack
 
@@ -20,7 +20,7 @@ from .conftest import Services, checked_run, key
 
 
 async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_its_share_link(
-    submitter: Client, approver: Client, services: Services
+    submitter: AsyncClient, approver: AsyncClient, services: Services
 ) -> None:
     run_id = await checked_run(submitter)
     run = await submitter.run(run_id)
@@ -72,8 +72,8 @@ async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_
 async def test_the_receipt_pdf_draws_an_approver_named_in_cjk_and_hangul(stack: Stack, services: Services) -> None:
     name = "山田 太郎 · 김민수"  # none of it in DejaVu: the render service's fallback face draws it
     org = await create_org(stack.database_url, "東京 Capital", approver=name)
-    submitter = Client(services.base_url, key(org, "submitter"))
-    approver = Client(services.base_url, key(org, "approver"))
+    submitter = AsyncClient(services.base_url, key(org, "submitter"))
+    approver = AsyncClient(services.base_url, key(org, "approver"))
     try:
         run_id = await checked_run(submitter)
         await approver.approve(run_id)
@@ -89,7 +89,7 @@ async def test_the_receipt_pdf_draws_an_approver_named_in_cjk_and_hangul(stack: 
     assert name in text
 
 
-async def test_a_tampered_share_document_fails_verification(submitter: Client, approver: Client) -> None:
+async def test_a_tampered_share_document_fails_verification(submitter: AsyncClient, approver: AsyncClient) -> None:
     run_id = await checked_run(submitter)
     await approver.approve(run_id)
     await approver.wait_for(run_id, ("minted", "rendered"))

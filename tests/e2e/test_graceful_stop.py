@@ -15,7 +15,7 @@ import time
 
 import asyncpg
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -31,7 +31,7 @@ async def created_count(conn: asyncpg.Connection, org_id: str) -> int:
 
 
 async def test_intake_stopped_mid_stream_finishes_its_batch_and_the_next_intake_takes_the_rest(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient
 ) -> None:
     # 1. The commands queue in INGEST while no intake runs; an intake with a 30 s ack wait (so
     # that a hand-back and a redelivery cannot be mistaken for each other) starts on them and

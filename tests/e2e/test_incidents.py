@@ -22,10 +22,10 @@ import nats
 import pytest
 from nats.aio.client import Client as Nats
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import CreateRun, encode
 from defendable_canonical.incident import UNLOCK_RECEIPT_SCHEMA
 from defendable_canonical.model import INCIDENT_RECEIPT_SCHEMA, AgentProfile, FlightSheetRef
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg, create_org
 from defendable_intake.governance_policy import load_library, publish
 from defendable_stack.servers import Stack
@@ -50,7 +50,9 @@ async def eventually(read: Callable[[], Awaitable[T]], done: Callable[[T], bool]
         await asyncio.sleep(0.25)
 
 
-async def submitted_run(client: Client, profile: dict[str, Any], usage: dict[str, Any] | None = None, **kw: Any) -> str:
+async def submitted_run(
+    client: AsyncClient, profile: dict[str, Any], usage: dict[str, Any] | None = None, **kw: Any
+) -> str:
     run_id = await create(client, profile)
     await asyncio.gather(*(client.add_file(run_id, name, data) for name, data in EVIDENCE.items()))
     await client.wait_for(run_id, ("created",))
@@ -58,7 +60,7 @@ async def submitted_run(client: Client, profile: dict[str, Any], usage: dict[str
     return run_id
 
 
-async def flagged_run(client: Client, profile: dict[str, Any]) -> str:
+async def flagged_run(client: AsyncClient, profile: dict[str, Any]) -> str:
     """A checked run with high flags: its DSCR does not re-derive (the math rule's tier is high)."""
     run_id = await submitted_run(client, profile, dscr="9.9999")
     run = await client.wait_for(run_id, ("checked",))
@@ -66,21 +68,21 @@ async def flagged_run(client: Client, profile: dict[str, Any]) -> str:
     return run_id
 
 
-async def incidents(client: Client, query: str = "") -> list[dict[str, Any]]:
+async def incidents(client: AsyncClient, query: str = "") -> list[dict[str, Any]]:
     reply = await client.get(f"/incidents{query}")
     assert reply.status_code == 200, reply.text
     found: list[dict[str, Any]] = reply.json()["incidents"]
     return found
 
 
-async def incident(client: Client, incident_id: str) -> dict[str, Any]:
+async def incident(client: AsyncClient, incident_id: str) -> dict[str, Any]:
     reply = await client.get(f"/incidents/{incident_id}")
     assert reply.status_code == 200, reply.text
     doc: dict[str, Any] = reply.json()
     return doc
 
 
-async def only_incident(client: Client, **expect: str) -> dict[str, Any]:
+async def only_incident(client: AsyncClient, **expect: str) -> dict[str, Any]:
     """The org's one incident, once the read model has it with `expect`'s values."""
     found = await eventually(
         lambda: incidents(client), lambda xs: len(xs) == 1 and all(xs[0][k] == v for k, v in expect.items())
@@ -89,7 +91,7 @@ async def only_incident(client: Client, **expect: str) -> dict[str, Any]:
     return found[0]
 
 
-async def post_run(client: Client, profile: dict[str, Any]) -> Any:
+async def post_run(client: AsyncClient, profile: dict[str, Any]) -> Any:
     return await client.request(
         "POST",
         "/runs",
@@ -118,7 +120,7 @@ async def stream_count(bus: Nats, subject: str) -> int:
 
 
 async def test_three_high_flag_verdicts_lock_the_lane_for_that_profile_until_an_approver_unlocks_it(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client, bus: Nats
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient, bus: Nats
 ) -> None:
     flagged = [await flagged_run(submitter, AGENT_PROFILE) for _ in range(3)]
     opened = await only_incident(submitter, lock="locked")
@@ -206,8 +208,8 @@ async def test_three_high_flag_verdicts_lock_the_lane_for_that_profile_until_an_
 
     # 6. Another org sees none of it.
     other = await create_org(stack.env()["DATABASE_URL"], "Elsewhere Ltd", approver="Someone Else")
-    them = Client(services.base_url, key(other, "approver"))
-    their_submitter = Client(services.base_url, key(other, "submitter"))
+    them = AsyncClient(services.base_url, key(other, "approver"))
+    their_submitter = AsyncClient(services.base_url, key(other, "submitter"))
     try:
         assert (await them.get(f"/incidents/{incident_id}")).status_code == 404
         assert (await them.request("POST", f"/incidents/{incident_id}/unlock", json={})).status_code == 404
@@ -218,7 +220,7 @@ async def test_three_high_flag_verdicts_lock_the_lane_for_that_profile_until_an_
         await their_submitter.aclose()
 
 
-async def test_bad_governance_input_is_a_4xx_problem(submitter: Client, approver: Client) -> None:
+async def test_bad_governance_input_is_a_4xx_problem(submitter: AsyncClient, approver: AsyncClient) -> None:
     for path, body, status in [
         ("/agents/heartbeat", {"agent_profile": AGENT_PROFILE}, 400),  # no lane
         ("/agents/heartbeat", {"agent_profile": AGENT_PROFILE, "lane": "nowhere"}, 400),
@@ -245,7 +247,7 @@ async def test_bad_governance_input_is_a_4xx_problem(submitter: Client, approver
 
 @pytest.mark.timeout(600)
 async def test_an_intake_crash_and_redelivered_verdicts_still_yield_exactly_one_incident(
-    services: Services, org: CreatedOrg, submitter: Client, approver: Client, bus: Nats
+    services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient, bus: Nats
 ) -> None:
     run_ids = [await submitted_run(submitter, AGENT_PROFILE, dscr="9.9999") for _ in range(3)]
     for run_id in run_ids:
@@ -316,7 +318,7 @@ def declared_policy(services: Services, tmp_path_factory: pytest.TempPathFactory
 
 
 async def test_usage_declared_with_submissions_past_a_spend_cap_locks_every_lane_for_that_profile(
-    declared_policy: Path, submitter: Client
+    declared_policy: Path, submitter: AsyncClient
 ) -> None:
     spender = {**AGENT_PROFILE, "model": "gpt-spender"}
     usage = {"input_tokens": 5000, "output_tokens": 1000, "cost": "0.30"}
@@ -344,7 +346,7 @@ async def test_usage_declared_with_submissions_past_a_spend_cap_locks_every_lane
 
 
 async def test_an_agent_that_stops_sending_heartbeats_raises_a_dark_agent_alert(
-    declared_policy: Path, submitter: Client, approver: Client
+    declared_policy: Path, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     quiet = {**AGENT_PROFILE, "model": "gpt-quiet"}
     beat = await submitter._call("POST", "/agents/heartbeat", json={"agent_profile": quiet, "lane": "agent_work"})

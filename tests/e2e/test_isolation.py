@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg, create_org
 from defendable_stack.servers import Stack
 
@@ -15,9 +15,9 @@ from .conftest import Services, checked_run, key
 
 
 @pytest.fixture
-async def intruder(stack: Stack, services: Services) -> AsyncIterator[tuple[CreatedOrg, Client]]:
+async def intruder(stack: Stack, services: Services) -> AsyncIterator[tuple[CreatedOrg, AsyncClient]]:
     other = await create_org(stack.env()["DATABASE_URL"], "Intruder Holdings")
-    client = Client(services.base_url, key(other, "admin"))  # admin: every role, so only the org can stop it
+    client = AsyncClient(services.base_url, key(other, "admin"))  # admin: every role, so only the org can stop it
     yield other, client
     await client.aclose()
 
@@ -30,7 +30,7 @@ def same_as_missing(theirs: httpx.Response, missing: httpx.Response, real: str, 
 
 
 async def test_another_orgs_keys_get_404s_indistinguishable_from_a_missing_run(
-    submitter: Client, approver: Client, org: CreatedOrg, intruder: tuple[CreatedOrg, Client]
+    submitter: AsyncClient, approver: AsyncClient, org: CreatedOrg, intruder: tuple[CreatedOrg, AsyncClient]
 ) -> None:
     other, them = intruder
     minted = await checked_run(submitter)
@@ -67,7 +67,7 @@ async def test_another_orgs_keys_get_404s_indistinguishable_from_a_missing_run(
 
 
 async def test_each_org_verifies_only_its_own_chain_and_a_share_link_shows_only_its_own_links(
-    submitter: Client, approver: Client, intruder: tuple[CreatedOrg, Client], services: Services
+    submitter: AsyncClient, approver: AsyncClient, intruder: tuple[CreatedOrg, AsyncClient], services: Services
 ) -> None:
     _, them = intruder
     assert (await them.get("/ledger/verify")).json() == {"ok": True, "length": 0, "head": None, "first_bad": None}

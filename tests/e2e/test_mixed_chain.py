@@ -23,6 +23,7 @@ import pytest
 from nats.aio.client import Client as Nats
 from pypdf import PdfReader
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import (
     CookApproved,
     Event,
@@ -38,7 +39,6 @@ from defendable_canonical.model import COOK_RECEIPT_SCHEMA, EVAL_RECEIPT_SCHEMA,
 from defendable_canonical.sample import sample_cook_body, sample_incident_body, sample_unlock_record
 from defendable_canonical.subjects import RUNS_STREAM, event_subject
 from defendable_canonical.verification import all_passed, verify_document
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -79,7 +79,7 @@ async def minted(stack: Stack, org_id: str, expected: int) -> None:
     assert count == expected, f"{count} receipts, expected {expected}"
 
 
-async def rendered_pdf(client: Client, receipt_hash: str) -> bytes:
+async def rendered_pdf(client: AsyncClient, receipt_hash: str) -> bytes:
     deadline = time.monotonic() + SETTLE_S
     while True:
         reply = await client.get(f"/receipts/{receipt_hash}.pdf")
@@ -89,7 +89,7 @@ async def rendered_pdf(client: Client, receipt_hash: str) -> bytes:
         await asyncio.sleep(0.3)
 
 
-async def served(client: Client, receipt_hash: str) -> dict[str, object]:
+async def served(client: AsyncClient, receipt_hash: str) -> dict[str, object]:
     """The gateway's copy of the receipt (its read model follows Minted): retried until it has it."""
     deadline = time.monotonic() + SETTLE_S
     while True:
@@ -103,7 +103,7 @@ async def served(client: Client, receipt_hash: str) -> dict[str, object]:
 
 @pytest.mark.timeout(600)
 async def test_cook_incident_and_unlock_receipts_chain_with_an_eval_receipt_and_each_verifies(
-    stack: Stack, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     org_id = org.org_id
     cook = sample_cook_body(1, org_id, items=8)

@@ -19,8 +19,8 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import ConsumerInfo
 
+from defendable.client import AsyncClient
 from defendable_canonical.subjects import INGEST_STREAM, RUNS_STREAM
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -84,7 +84,7 @@ async def held_past_the_ack_wait(
 
 @pytest.mark.timeout(600)
 async def test_a_held_up_ledger_keeps_its_approvals_past_a_short_ack_wait(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client, nc: NatsClient
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient, nc: NatsClient
 ) -> None:
     org_id = org.org_id
     run_ids = await checked_runs(submitter, 20)
@@ -112,7 +112,7 @@ async def test_a_held_up_ledger_keeps_its_approvals_past_a_short_ack_wait(
 
 @pytest.mark.timeout(600)
 async def test_held_up_intake_keeps_a_runs_queued_commands_past_a_short_ack_wait(
-    stack: Stack, services: Services, submitter: Client, nc: NatsClient
+    stack: Stack, services: Services, submitter: AsyncClient, nc: NatsClient
 ) -> None:
     """The first command blocks on the run's row; the run's later ones wait behind it, in order."""
     run_id = await create(submitter)

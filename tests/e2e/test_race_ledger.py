@@ -19,9 +19,9 @@ import msgspec
 import nats
 import pytest
 
+from defendable.client import AsyncClient
 from defendable_canonical.events import Minted, event_decoder
 from defendable_canonical.subjects import RUNS_STREAM
-from defendable_cli.client import Client
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
@@ -66,7 +66,7 @@ def stop(services: Services, proc: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.timeout(900)
 async def test_two_ledger_processes_on_one_durable_consumer_never_fork_or_gap_an_orgs_chain(
-    stack: Stack, services: Services, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_ids = await checked_runs(submitter, RACED_RUNS)
     extra = services.start_extra("ledger")
@@ -84,7 +84,7 @@ async def test_two_ledger_processes_on_one_durable_consumer_never_fork_or_gap_an
 
 
 async def test_an_approval_redelivered_under_a_new_message_id_mints_nothing_new_and_reannounces_the_same_minted(
-    stack: Stack, org: CreatedOrg, submitter: Client, approver: Client
+    stack: Stack, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_id = await checked_run(submitter)
     await approver.approve(run_id)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
+from defendable.client import AsyncClient
 from defendable_canonical import jcs
-from defendable_cli.client import Client
 from defendable_gateway.admin import create_org
 from defendable_stack.servers import Stack
 
 from .conftest import Services, checked_run, key
 
 
-async def mint(submitter: Client, approver: Client) -> str:
+async def mint(submitter: AsyncClient, approver: AsyncClient) -> str:
     run_id = await checked_run(submitter)
     await approver.approve(run_id)
     await approver.wait_for(run_id, ("minted", "rendered"))
@@ -23,10 +23,10 @@ async def mint(submitter: Client, approver: Client) -> str:
 
 
 async def test_an_altered_receipt_payload_fails_verification_at_its_seq_and_other_orgs_still_verify(
-    stack: Stack, services: Services, submitter: Client, approver: Client
+    stack: Stack, services: Services, submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     victim = await create_org(stack.env()["DATABASE_URL"], "Tampered Trust")
-    admin = Client(services.base_url, key(victim, "admin"))
+    admin = AsyncClient(services.base_url, key(victim, "admin"))
     try:
         hashes = [await mint(admin, admin) for _ in range(3)]
         untouched = await mint(submitter, approver)

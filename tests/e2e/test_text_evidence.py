@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from defendable_cli.client import Client
+from defendable.client import AsyncClient
 
 FIXTURES = Path(__file__).parents[1] / "referee/fixtures"
 PROFILE = {"model": "gpt-test", "harness": "pytest", "tools": [], "runtime": "python3.11"}
@@ -21,7 +21,7 @@ def by_name(document: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return loaded
 
 
-async def checked(client: Client, sheet: str, files: dict[str, bytes], document: dict[str, Any]) -> dict[str, Any]:
+async def checked(client: AsyncClient, sheet: str, files: dict[str, bytes], document: dict[str, Any]) -> dict[str, Any]:
     run_id = await client.create_run("text evidence", sheet, PROFILE, assignment="Cite your sources.")
     for name, data in files.items():
         await client.add_file(run_id, name, data)
@@ -30,7 +30,7 @@ async def checked(client: Client, sheet: str, files: dict[str, bytes], document:
     return await client.wait_for(run_id, ("checked",))
 
 
-async def test_quotes_are_found_in_the_attached_text_and_a_binary_citation_stays_open(submitter: Client) -> None:
+async def test_quotes_are_found_in_the_attached_text_and_a_binary_citation_stays_open(submitter: AsyncClient) -> None:
     brief = (FIXTURES / "evidence/policy_brief.txt").read_bytes()
     document = by_name(json.loads((FIXTURES / "citation_pass.json").read_text()), {"ev_brief": "policy_brief.txt"})
     run = await checked(submitter, "genai_evidence_citation_v1@1.0.0", {"policy_brief.txt": brief}, document)
@@ -48,7 +48,7 @@ async def test_quotes_are_found_in_the_attached_text_and_a_binary_citation_stays
     assert run["verdict"]["severity"] == "propolis"
 
 
-async def test_extracted_numbers_parse_out_of_quotes_found_in_the_report(submitter: Client) -> None:
+async def test_extracted_numbers_parse_out_of_quotes_found_in_the_report(submitter: AsyncClient) -> None:
     report = (FIXTURES / "evidence/annual_report.txt").read_bytes()
     document = by_name(json.loads((FIXTURES / "extraction_pass.json").read_text()), {"ev_report": "annual_report.txt"})
     run = await checked(submitter, "evx_numerical_fact_extraction_v1@1.0.0", {"annual_report.txt": report}, document)

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from defendable.client import AsyncClient
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.trail import bundle_hash
-from defendable_cli.client import Client
 
 from .conftest import Services, key, wait_ready
 
@@ -77,7 +77,7 @@ def noi_memo() -> dict[str, Any]:
     return memo
 
 
-async def traces(client: Client, run_id: str, body: bytes, media_type: str, **headers: str) -> Any:
+async def traces(client: AsyncClient, run_id: str, body: bytes, media_type: str, **headers: str) -> Any:
     return await client.request(
         "POST",
         "/v1/traces",
@@ -86,7 +86,7 @@ async def traces(client: Client, run_id: str, body: bytes, media_type: str, **he
     )
 
 
-async def run_with_trail(client: Client, tool: str | None) -> str:
+async def run_with_trail(client: AsyncClient, tool: str | None) -> str:
     run_id = await client.create_run("trails", SHEET, PROFILE, assignment="NOI and cap rate, rent roll by tool.")
     for name, data in FILES.items():
         await client.add_file(run_id, name, data)
@@ -103,7 +103,7 @@ async def run_with_trail(client: Client, tool: str | None) -> str:
 
 
 async def test_a_trail_with_the_required_tool_call_passes_and_its_bundle_hash_is_on_the_receipt(
-    submitter: Client, approver: Client
+    submitter: AsyncClient, approver: AsyncClient
 ) -> None:
     run_id = await run_with_trail(submitter, "read_rent_roll")
     run = await submitter.wait_for(run_id, ("checked",))
@@ -140,7 +140,7 @@ async def test_a_trail_with_the_required_tool_call_passes_and_its_bundle_hash_is
     )
 
 
-async def test_a_trail_without_the_required_tool_call_or_no_trail_is_a_high_flag(submitter: Client) -> None:
+async def test_a_trail_without_the_required_tool_call_or_no_trail_is_a_high_flag(submitter: AsyncClient) -> None:
     wrong, none = await asyncio.gather(run_with_trail(submitter, "guess_rent"), run_with_trail(submitter, None))
     for run_id, expected in ((wrong, "0 successful calls, 1 needed"), (none, "no trail shows it was called")):
         run = await submitter.wait_for(run_id, ("checked",))
@@ -150,7 +150,7 @@ async def test_a_trail_without_the_required_tool_call_or_no_trail_is_a_high_flag
 
 
 async def test_bad_trace_exports_are_refused_with_problems_and_nothing_is_attached(
-    submitter: Client, services: Services, org: Any
+    submitter: AsyncClient, services: Services, org: Any
 ) -> None:
     run_id = await submitter.create_run("trails", SHEET, PROFILE, assignment="bad exports")
     await submitter.wait_for(run_id, ("created",))
@@ -169,7 +169,7 @@ async def test_bad_trace_exports_are_refused_with_problems_and_nothing_is_attach
     run = await submitter.run(run_id)
     assert run["evidence"] == []
     for key_text, status in (("not-a-key", 401), (key(org, "approver"), 403)):  # unknown key; wrong role
-        other = Client(services.base_url, key_text)
+        other = AsyncClient(services.base_url, key_text)
         try:
             assert (await traces(other, run_id, b"{}", "application/json")).status_code == status
         finally:
@@ -177,7 +177,7 @@ async def test_bad_trace_exports_are_refused_with_problems_and_nothing_is_attach
 
 
 async def test_a_50_mb_export_is_taken_and_a_trail_with_a_cycle_is_checked_not_refused(
-    submitter: Client, services: Services
+    submitter: AsyncClient, services: Services
 ) -> None:
     # The suite's gateway caps evidence at 2 MiB (cheap 413 tests); this one runs with the product's 100 MiB.
     await asyncio.to_thread(services.stop, "gateway")
@@ -191,7 +191,7 @@ async def test_a_50_mb_export_is_taken_and_a_trail_with_a_cycle_is_checked_not_r
         await asyncio.to_thread(wait_ready, services.base_url, services.procs, services.logs)
 
 
-async def _fifty_megabytes(submitter: Client) -> None:
+async def _fifty_megabytes(submitter: AsyncClient) -> None:
     run_id = await submitter.create_run("trails", SHEET, PROFILE, assignment="big export")
     big = "x" * (2_500_000)
     spans = [

@@ -27,6 +27,7 @@ from defendable_canonical.events import (
     RunCreated,
     Submitted,
 )
+from defendable_canonical.stages import RUN_STAGES
 
 from . import cook_store, incident_store
 from .receipt_rows import record_minted, record_rendered
@@ -100,17 +101,7 @@ MIGRATIONS = [
     incident_store.MIGRATION,  # gateway.incidents, gateway.lane_locks
 ]
 
-STAGES = {
-    "requested": 0,
-    "created": 1,
-    "submitted": 2,
-    "checked": 3,
-    "approved": 4,
-    "rejected": 4,
-    "minted": 5,
-    "rendered": 6,
-    "refused": 7,
-}
+STAGES = RUN_STAGES
 
 
 # ------------------------------------------------------------------ orgs and keys

@@ -1,0 +1,1 @@
+"""Defendable's Python client: `from defendable.client import Client, AsyncClient`."""
