@@ -7,6 +7,7 @@ DEFENDABLE_URL, DEFENDABLE_SUBMITTER_KEY and DEFENDABLE_APPROVER_KEY.
 import json
 import os
 from pathlib import Path
+from textwrap import shorten
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -28,7 +29,7 @@ with Client(URL, KEYS["submitter"]) as dfd, Client(URL, KEYS["approver"]) as app
     run_id = dfd.create_run("Example memos", "cre_memo_noi_cap_rate_v1@1.1.0", profile, assignment="NOI, cap rate")
     print("run      ", run_id)
     for name, data in EVIDENCE.items():
-        print("evidence ", name, dfd.add_file(run_id, name, data).sha256)
+        print("evidence ", f"{name:<28}", dfd.add_file(run_id, name, data).sha256)
 
     # The agent's own OpenTelemetry tracing, exported to the run as it works (OTLP/HTTP protobuf).
     provider = TracerProvider()
@@ -50,7 +51,7 @@ with Client(URL, KEYS["submitter"]) as dfd, Client(URL, KEYS["approver"]) as app
     verdict = run["verdict"]
     print("verdict  ", verdict["severity"], f"{verdict['score']}%", "recommended:", verdict["recommended_action"])
     for finding in run["findings"]:
-        print("   ", f"{finding['status']:<4} {finding['rule_id']:<26}", finding["message"][:70])
+        print(f"    {finding['status']:<4} {finding['rule_id']:<18}", shorten(finding["message"], 80, placeholder="…"))
     print("bundle   ", run["execution_trail"]["bundle_sha256"])
 
     approver.approve(run_id, note="NOI traced to the rent-roll tool call.")
