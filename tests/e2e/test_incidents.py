@@ -171,6 +171,7 @@ async def test_three_high_flag_verdicts_lock_the_lane_for_that_profile_until_an_
     assert (refusal["command_type"], refusal["reason"]) == ("CreateRun", problem["detail"]), refusal
     reply = await eventually(lambda: submitter.get(f"/runs/{run_id}"), lambda r: r.status_code == 200)
     assert reply.json()["stage"] == "refused", reply.text  # the read model learns of the run from its refusal
+    assert [r["reason"] for r in reply.json()["refusals"]] == [problem["detail"]], reply.text  # and keeps why
 
     # 4. Only approvers acknowledge; the receipt is minted on the org's chain, once.
     denied = await submitter.request("POST", f"/incidents/{incident_id}/acknowledge", json={"note": "seen"})

@@ -316,4 +316,8 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
                     o, r, event.command_id, event.reason,
                 )  # fmt: skip
             stage = "refused" if event.command_type == "CreateRun" else "requested"
-            await _advance(conn, o, r, stage, ", refusals = gateway.runs.refusals || $5::bytea", reason)
+            await _advance(conn, o, r, stage)  # a refused CreateRun is the first this model hears of its run
+            await conn.execute(
+                "UPDATE gateway.runs SET refusals = refusals || $3::bytea WHERE org_id = $1 AND run_id = $2",
+                o, r, reason,
+            )  # fmt: skip
