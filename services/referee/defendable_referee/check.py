@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import decimal
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,6 +36,7 @@ def check_submission(
     evidence_text: Mapping[str, str] | None = None,
     trail: Sequence[StepRecord] | None = None,
     trail_error: str = "",
+    files: Mapping[str, Path] | None = None,
 ) -> tuple[list[Finding], Verdict]:
     """Run every rule of `sheet`, in order, on the JSON `submission`; decide the verdict.
 
@@ -42,6 +44,8 @@ def check_submission(
     rules that search it (text_rules.py); an item without an entry (binary, too
     large) leaves any quote from it open, never passed. `trail` is the run's
     execution trail (None: no OTLP evidence, or unreadable as `trail_error` says).
+    `files` maps an evidence id to a local copy of its bytes, for the Dataset and Compute
+    lanes' rules (an item without one is checked as missing, never passed).
     """
     if isinstance(sheet, LoadedSheet):
         sheet = sheet.sheet
@@ -51,7 +55,13 @@ def check_submission(
     else:
         texts = dict(evidence_text or {})
         context = CheckContext(
-            sheet=sheet, document=document, evidence=evidence, evidence_text=texts, trail=trail, trail_error=trail_error
+            sheet=sheet,
+            document=document,
+            evidence=evidence,
+            evidence_text=texts,
+            trail=trail,
+            trail_error=trail_error,
+            files=dict(files or {}),
         )
         findings = run_rules(context)
     return findings, decide(findings)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from defendable_canonical.model import EvidenceRef
@@ -48,6 +49,10 @@ class CheckContext:
     # None when the run attached none, or when it could not be read (`trail_error`).
     trail: Sequence[StepRecord] | None = None
     trail_error: str = ""
+    # Evidence id -> a local file holding the item's bytes, re-hashed against its sha256 as it
+    # was fetched: the Dataset and Compute lanes compute their figures from these files (the
+    # referee fetches them only for sheets whose rules read files; evidence_files.py).
+    files: Mapping[str, Path] = field(default_factory=dict)
 
     # -- evidence ----------------------------------------------------------
 

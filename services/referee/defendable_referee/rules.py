@@ -27,7 +27,9 @@ from decimal import Decimal
 
 from defendable_canonical.model import Finding
 from defendable_referee import output_schema
+from defendable_referee.compute import checks as compute_checks
 from defendable_referee.context import CheckContext
+from defendable_referee.dataset import checks as dataset_checks
 from defendable_referee.errors import EvaluationError
 from defendable_referee.evaluator import parse_expression
 from defendable_referee.findings import MAX_LISTED
@@ -461,6 +463,8 @@ RULE_CHECKS: dict[str, RuleCheck] = {
     "citation": check_citation,
     "extraction": check_extraction,
     "trail": check_trail,
+    **dataset_checks.CHECKS,
+    **compute_checks.CHECKS,
 }
 
 

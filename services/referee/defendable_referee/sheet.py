@@ -32,6 +32,8 @@ import msgspec
 from defendable_canonical.digest import Digest, sha256_digest
 from defendable_canonical.jcs import canonicalize
 from defendable_canonical.model import FlightSheetRef, Lane, Tier
+from defendable_referee.compute import params as compute_params
+from defendable_referee.dataset import params as dataset_params
 from defendable_referee.errors import EvaluationError, FlightSheetInvalid
 from defendable_referee.errors import UnknownFlightSheet as UnknownFlightSheet  # re-exported for app.py
 from defendable_referee.evaluator import parse_expression
@@ -41,7 +43,7 @@ from defendable_referee.output_schema import compile_problem
 from defendable_referee.publication import LOCK_NAME, LockError, publication_problems, read_lock
 
 RuleKind = Literal["structure", "schema", "math", "evidence", "policy", "citation", "extraction", "trail"]
-RULE_KINDS: tuple[RuleKind, ...] = (
+CORE_RULE_KINDS: tuple[RuleKind, ...] = (
     "structure",
     "schema",
     "math",
@@ -139,7 +141,7 @@ Params = (
     | ExtractionParams
     | TrailParams
 )
-_PARAMS: dict[str, type[Params]] = {
+_PARAMS: dict[str, type[msgspec.Struct]] = {
     "structure": StructureParams,
     "schema": SchemaParams,
     "math": MathParams,
@@ -148,8 +150,13 @@ _PARAMS: dict[str, type[Params]] = {
     "citation": CitationParams,
     "extraction": ExtractionParams,
     "trail": TrailParams,
+    # The Dataset and Compute lanes' kinds live with their checks; a name may not be taken twice.
+    **dataset_params.PARAMS,
+    **compute_params.PARAMS,
 }
+assert len(_PARAMS) == len(CORE_RULE_KINDS) + len(dataset_params.PARAMS) + len(compute_params.PARAMS)
 PARAMS_BY_KIND = _PARAMS  # public name for format_schema.py; one dict, so new kinds appear in both
+RULE_KINDS: tuple[str, ...] = tuple(_PARAMS)
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -258,8 +265,9 @@ class FlightSheet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
         return [by_id[gate_id] for gate_id in params.gates] if params.gates else list(self.gates)
 
 
-def params_for(rule: Rule) -> Params:
-    """The rule's params decoded for its kind; raises msgspec.ValidationError or KeyError (unknown kind)."""
+def params_for(rule: Rule) -> msgspec.Struct:
+    """The rule's params decoded for its kind (the Struct PARAMS_BY_KIND names); raises
+    msgspec.ValidationError, or KeyError for an unknown kind."""
     return msgspec.convert(rule.params, type=_PARAMS[rule.kind])
 
 

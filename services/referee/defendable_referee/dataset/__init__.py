@@ -1,0 +1,1 @@
+"""The Dataset lane's checks (issue 4): rule kinds whose figures the referee computes itself from the evidence files."""
