@@ -179,7 +179,7 @@ async def test_bad_trace_exports_are_refused_with_problems_and_nothing_is_attach
 async def test_a_50_mb_export_is_taken_and_a_trail_with_a_cycle_is_checked_not_refused(
     submitter: AsyncClient, services: Services
 ) -> None:
-    # The suite's gateway caps evidence at 2 MiB (cheap 413 tests); this one runs with the product's 100 MiB.
+    # The suite's gateway caps evidence at 2 MiB (cheap 413 tests); this one allows 100 MiB.
     await asyncio.to_thread(services.stop, "gateway")
     services.start("gateway", MAX_EVIDENCE_BYTES=str(100 * 1024 * 1024))
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from defendable_runtime.messaging import (
 from defendable_runtime.settings import from_env
 from defendable_runtime.storage import BlobStore
 
-from . import cook_check, evidence_reader, store
+from . import cook_check, evidence_files, evidence_reader, store
 from .check import check_submission
 from .sheet import Library, LoadedSheet, UnknownFlightSheet, load_library
 from .text_rules import TEXT_RULE_KINDS
@@ -83,7 +84,11 @@ async def referee(raw: Msg) -> None:
     if stored is None:
         sheet = sheet_for(event)
         trail = await read_trail(res.blobs, event.evidence)
-        checked = judge(event, sheet, await evidence_texts(sheet, event), trail)
+        texts = await evidence_texts(sheet, event)
+        if evidence_files.reads_files(sheet.sheet):
+            checked = await judge_files(event, sheet, texts, trail)
+        else:
+            checked = judge(event, sheet, texts, trail)
         async with res.pool.acquire() as conn, conn.transaction():
             stored = await store.record_check(conn, event.event_id, event.org_id, event.run_id, encode(checked))
     await publish_event(broker, event_decoder.decode(stored))
@@ -126,10 +131,42 @@ async def evidence_texts(sheet: LoadedSheet, event: Submitted) -> dict[str, str]
     return evidence_reader.decode_texts(wanted, await evidence_reader.read_items(res.blobs, wanted))
 
 
-def judge(event: Submitted, sheet: LoadedSheet, texts: dict[str, str], trail: TrailRead) -> Checked:
+async def judge_files(event: Submitted, sheet: LoadedSheet, texts: dict[str, str], trail: TrailRead) -> Checked:
+    """A sheet that computes from the evidence files: copies in a work directory of the run's
+    own, the check in a worker thread (seconds of DuckDB on a big dataset), one such run at a
+    time per referee so disk and memory stay bounded; progress reports hold the message meanwhile."""
+    async with FILE_CHECKS:
+        with tempfile.TemporaryDirectory(prefix="referee-", dir=settings.work_dir or None) as workdir:
+            fetched = await evidence_files.fetch_files(
+                res.blobs,
+                event.evidence,
+                Path(workdir),
+                max_item_bytes=settings.max_evidence_bytes,
+                max_run_bytes=settings.max_run_file_bytes,
+            )
+            return await asyncio.to_thread(judge, event, sheet, texts, trail, fetched)
+
+
+FILE_CHECKS = asyncio.Semaphore(1)  # asyncio primitives bind their loop on first use (3.10+)
+
+
+def judge(
+    event: Submitted,
+    sheet: LoadedSheet,
+    texts: dict[str, str],
+    trail: TrailRead,
+    fetched: evidence_files.FetchedFiles | None = None,
+) -> Checked:
     steps = trail.trail.steps if trail.trail is not None else None
     findings, verdict = check_submission(
-        sheet, bytes(event.submission), event.evidence, evidence_text=texts, trail=steps, trail_error=trail.error
+        sheet,
+        bytes(event.submission),
+        event.evidence,
+        evidence_text=texts,
+        trail=steps,
+        trail_error=trail.error,
+        files=fetched.paths if fetched else None,
+        files_skipped=fetched.skipped if fetched else None,
     )
     return Checked(
         event_id=derive_id("ev", event.event_id, "Checked"),

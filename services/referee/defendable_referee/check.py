@@ -37,6 +37,7 @@ def check_submission(
     trail: Sequence[StepRecord] | None = None,
     trail_error: str = "",
     files: Mapping[str, Path] | None = None,
+    files_skipped: Mapping[str, str] | None = None,
 ) -> tuple[list[Finding], Verdict]:
     """Run every rule of `sheet`, in order, on the JSON `submission`; decide the verdict.
 
@@ -45,7 +46,8 @@ def check_submission(
     large) leaves any quote from it open, never passed. `trail` is the run's
     execution trail (None: no OTLP evidence, or unreadable as `trail_error` says).
     `files` maps an evidence id to a local copy of its bytes, for the Dataset and Compute
-    lanes' rules (an item without one is checked as missing, never passed).
+    lanes' rules (an item without one is checked as missing, never passed; `files_skipped`
+    says why an item has none).
     """
     if isinstance(sheet, LoadedSheet):
         sheet = sheet.sheet
@@ -62,6 +64,7 @@ def check_submission(
             trail=trail,
             trail_error=trail_error,
             files=dict(files or {}),
+            files_skipped=dict(files_skipped or {}),
         )
         findings = run_rules(context)
     return findings, decide(findings)

@@ -53,6 +53,7 @@ class CheckContext:
     # was fetched: the Dataset and Compute lanes compute their figures from these files (the
     # referee fetches them only for sheets whose rules read files; evidence_files.py).
     files: Mapping[str, Path] = field(default_factory=dict)
+    files_skipped: Mapping[str, str] = field(default_factory=dict)  # evidence id -> why it has no local copy
 
     # -- evidence ----------------------------------------------------------
 
