@@ -32,6 +32,7 @@ async def test_one_sheet_is_served_as_published_and_hashes_to_its_etag(submitter
     assert reply.status_code == 200, reply.text
     doc = reply.json()
     assert doc["sheet"] == json.loads((SHEETS / "cre_memo_dscr_ltv_v1.json").read_text())
+    assert (SHEETS / "cre_memo_dscr_ltv_v1.json").read_bytes().strip() in reply.content  # the bytes, as published
     assert sha256_digest(canonicalize(doc["sheet"])) == doc["sha256"]
     assert reply.headers["etag"] == f'"{doc["sha256"]}"' and "immutable" in reply.headers["cache-control"]
     assert (doc["id"], doc["version"], doc["lane"]) == ("cre_memo_dscr_ltv_v1", "1.0.0", "agent_work")

@@ -129,7 +129,7 @@ def test_trace_files_and_exporters_route_spans_to_their_runs(
         path.write_text("".join(otlp_json_line(i) for i in range(2000)))  # ~370 KB: over the gzip threshold
         sent = dfd.send_trace_file(second, path)
         assert (sent.steps, sent.warning) == (2000, ""), sent
-        with pytest.raises(ValueError, match=r"\.pb, \.json or \.jsonl"):
+        with pytest.raises(ValueError, match=r"\.pb or \.binpb, \.json, \.jsonl or \.ndjson"):
             dfd.send_trace_file(second, tmp_path / "spans.txt")
 
         evidence = {run_id: dfd.wait_for(run_id, ("created",))["evidence"] for run_id in (first, second)}

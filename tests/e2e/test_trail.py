@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
@@ -92,9 +95,9 @@ async def run_with_trail(client: AsyncClient, tool: str | None) -> str:
         await client.add_file(run_id, name, data)
     if tool is not None:
         body = encode_spans(agent_spans(tool)).SerializeToString()
-        reply = await traces(client, run_id, body, "application/x-protobuf")
+        reply = await traces(client, run_id, body, "application/protobuf")  # the alias: answered in protobuf too
         assert reply.status_code == 200, reply.text
-        assert reply.headers["content-type"] == "application/x-protobuf"
+        assert reply.headers["content-type"] == "application/protobuf"
         ExportTraceServiceResponse.FromString(reply.content)  # an OTLP answer an SDK exporter can read
         assert reply.headers["x-defendable-steps"] == "3"
     await client.wait_for(run_id, ("created",))
@@ -129,15 +132,15 @@ async def test_a_trail_with_the_required_tool_call_passes_and_its_bundle_hash_is
     records = otel["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
     assert {r["eventName"] for r in records} == {"gen_ai.evaluation.result"}
     assert records[0]["traceId"] == summary["trace_ids"][0]
+    created_ns = datetime.fromisoformat(run["created_at"]).timestamp() * 1e9
+    assert created_ns - 1e6 < int(records[0]["timeUnixNano"]) <= time.time() * 1e9  # when the verdict was made
 
     await approver.approve(run_id, "trail checked")
     await submitter.wait_for(run_id, ("minted",))
     status, receipt = await submitter.receipt(run_id)
     assert status == 200
     assert receipt["payload"]["execution_trail"]["bundle_sha256"] == summary["bundle_sha256"]
-    assert any(
-        e["media_type"] == 'application/x-protobuf; profile="otlp-traces"' for e in receipt["payload"]["evidence"]
-    )
+    assert any(e["media_type"] == 'application/protobuf; profile="otlp-traces"' for e in receipt["payload"]["evidence"])
 
 
 async def test_a_trail_without_the_required_tool_call_or_no_trail_is_a_high_flag(submitter: AsyncClient) -> None:
@@ -166,6 +169,12 @@ async def test_bad_trace_exports_are_refused_with_problems_and_nothing_is_attach
         reply = await traces(submitter, run_id, body, media_type, **headers)
         assert reply.status_code == status, (body[:20], reply.text)
         assert reply.headers["content-type"].startswith("application/problem+json")
+    form = aiohttp.FormData()
+    form.add_field(
+        "file", b"\x0a\x00", filename="spans.pb", content_type='application/x-protobuf; profile="otlp-traces"'
+    )
+    smuggled = await submitter.request("POST", f"/runs/{run_id}/evidence", data=form)  # around /v1/traces' checks
+    assert smuggled.status_code == 400 and "POST /v1/traces" in smuggled.json()["detail"], smuggled.text
     run = await submitter.run(run_id)
     assert run["evidence"] == []
     for key_text, status in (("not-a-key", 401), (key(org, "approver"), 403)):  # unknown key; wrong role

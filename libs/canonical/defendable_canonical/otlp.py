@@ -158,6 +158,11 @@ _STATUS_NAMES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_COD
 # ---------------------------------------------------------------- entry points
 
 
+def format_of(media_type: str) -> Format | None:
+    """The OTLP encoding a (parameter-free, lower-case) media type names; None for any other."""
+    return _MEDIA_TYPES.get(media_type)
+
+
 def media_type_for_filename(filename: str) -> str | None:
     """The media type `decode_traces` should be given for an uploaded trace file, by suffix."""
     lowered = filename.lower()

@@ -281,6 +281,9 @@ def _cost(attrs: dict[str, AttrValue], notes: list[tuple[ProblemCode, str]]) -> 
             except InvalidOperation:
                 notes.append(("bad_value", f"{key} is not a decimal amount"))
                 continue
+            if number < 0:  # a negative step would shrink the run's cost under a spend cap
+                notes.append(("bad_value", f"{key} is negative"))
+                continue
             return format(number, "f")
     return None
 
@@ -326,16 +329,16 @@ def normalise(spans: Iterable[Span], *, keep_texts: bool = False) -> NormalisedT
         identical = [i for i in others if drafts[i] == drafts[head]]
         dropped.update(identical)
         kept = [i for i in group if i not in dropped]
+        if len(kept) == 1:
+            continue  # only identical copies: an exporter's retry (OTLP exporters retry), not a problem
         for i in kept:
             flags.setdefault(i, set()).add("duplicate_span_id")
-            if len(kept) > 1:
-                tiebreak[i] = msgspec.json.encode(drafts[i])
+            tiebreak[i] = msgspec.json.encode(drafts[i])
         d = drafts[head]
         detail = f"span id appears {len(group)} times in trace {d.trace_id}"
         if identical:
             detail += f"; {len(identical)} identical copies dropped"
-        if len(kept) > 1:
-            detail += f"; {len(kept)} differing versions kept"
+        detail += f"; {len(kept)} differing versions kept"
         problems.append(Problem(code="duplicate_span_id", trace_id=d.trace_id, span_id=d.span_id, detail=detail))
     # 3.
     parent = [-1] * len(drafts)

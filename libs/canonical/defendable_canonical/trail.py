@@ -1,6 +1,6 @@
 """The execution trail: one hashed record per step of a run, and one bundle hash over them all.
 
-A step is one span of the agent's OTLP trace, normalised (services/gateway/…/otlp.py) into a
+A step is one span of the agent's OTLP trace, normalised (defendable_canonical.otlp_steps) into a
 `StepRecord`. The constructions below are the whole contract an outsider needs:
 
 * ``step_bytes(step) = JCS(step)`` — RFC 8785 canonical JSON of the record as msgspec writes

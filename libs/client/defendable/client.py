@@ -38,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from defendable_canonical.events import Usage
 from defendable_canonical.model import AgentProfile
+from defendable_canonical.otlp import media_type_for_filename
 from defendable_canonical.stages import RUN_STAGES
 
 __all__ = [
@@ -57,11 +58,6 @@ T = TypeVar("T")
 STAGE_RANK: Final = RUN_STAGES  # a run's stage only moves forward
 LONG_POLL_S: Final = 25.0  # each GET ?until= waits at most this long server-side, under the HTTP timeout
 GZIP_ABOVE: Final = 64 * 1024  # trace exports larger than this travel gzip-compressed (OTLP/HTTP allows it)
-TRACE_MEDIA_TYPES: Final = {
-    ".pb": "application/x-protobuf",
-    ".json": "application/json",
-    ".jsonl": "application/x-ndjson",
-}
 
 
 class ApiError(Exception):
@@ -233,11 +229,11 @@ class AsyncClient:
         )
 
     async def send_trace_file(self, run_id: str, path: Path) -> TraceExport:
-        """An OTLP file as trail evidence: `.pb`, `.json`, or `.jsonl` (one export per line, as the
-        OpenTelemetry Collector's file exporter writes)."""
-        media_type = TRACE_MEDIA_TYPES.get(path.suffix.lower())
+        """An OTLP file as trail evidence: `.pb`/`.binpb`, `.json`, or `.jsonl`/`.ndjson` (one export
+        per line, as the OpenTelemetry Collector's file exporter writes)."""
+        media_type = media_type_for_filename(path.name)
         if media_type is None:
-            raise ValueError(f"{path.name}: name OTLP files .pb, .json or .jsonl (one of {sorted(TRACE_MEDIA_TYPES)})")
+            raise ValueError(f"{path.name}: name OTLP files .pb or .binpb, .json, .jsonl or .ndjson")
         return await self.send_traces(run_id, await asyncio.to_thread(path.read_bytes), media_type)
 
     async def submit(

@@ -205,6 +205,11 @@ def require_open(run: dict[str, Any], what: str) -> None:
         raise problem(409, f"run {run['run_id']} is {run['stage']}: {what} is only accepted before submission")
 
 
+def _tagged_as_trail(media_type: str) -> bool:
+    """Trail evidence is tagged by a media-type parameter that only /v1/traces may set."""
+    return any(p.strip().replace(" ", "").lower() == 'profile="otlp-traces"' for p in media_type.split(";")[1:])
+
+
 def _declared_hash_problem(declared: str, sha: str, size: int) -> ProblemDetailsException | None:
     """Why a client's declared SHA-256 refuses the bytes it sent (None: it matches)."""
     if not _SHA_HEX.fullmatch(declared):
@@ -267,6 +272,13 @@ async def add_evidence(request: Request[Any, Any, Any], run_id: str) -> Evidence
         raise problem(400, str(exc)) from exc
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise problem(400, f"invalid evidence note: {exc}") from exc
+    if _tagged_as_trail(media_type):
+        if inline is None:
+            await res.blobs.delete(staging_key)
+        raise problem(
+            400,
+            'OTLP traces are sent to POST /v1/traces, which checks them; a file may not claim profile="otlp-traces"',
+        )
     if len(name) > 200:
         name = name[:200]
     if declared is not None and (refused := _declared_hash_problem(declared.strip(), sha, size)) is not None:

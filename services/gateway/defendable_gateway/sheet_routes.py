@@ -45,11 +45,27 @@ async def list_flight_sheets() -> Response[Any]:
 async def get_flight_sheet(ref: str) -> Response[Any]:
     if not _SHEET_REF.fullmatch(ref):
         raise problem(404, f"no flight sheet {ref[:80]!r}: address one as id@version, e.g. cre_memo_dscr_ltv_v1@1.0.0")
-    answer = msgspec.json.decode(await _ask(REFEREE_FLIGHT_SHEET, msgspec.json.encode({"ref": ref, "full": True})))
-    if not answer.get("found"):
-        raise problem(404, str(answer.get("error") or f"no flight sheet {ref}"))
-    doc = {key: answer[key] for key in ("id", "version", "lane", "title", "sha256", "sheet")}
+    reply = await _ask(REFEREE_FLIGHT_SHEET, msgspec.json.encode({"ref": ref, "full": True}))
+    answer = msgspec.json.decode(reply, type=_SheetAnswer)
+    if not answer.found or not answer.sheet:
+        raise problem(404, answer.error or f"no flight sheet {ref}")
+    doc = msgspec.structs.asdict(answer)
+    for key in ("found", "error"):
+        del doc[key]
     return Response(
-        doc,
-        headers={"ETag": f'"{answer["sha256"]}"', "Cache-Control": "private, max-age=86400, immutable"},
+        doc,  # `sheet` stays msgspec.Raw: the file's bytes as published, whitespace and all
+        headers={"ETag": f'"{answer.sha256}"', "Cache-Control": "private, max-age=86400, immutable"},
     )
+
+
+class _SheetAnswer(msgspec.Struct, frozen=True, kw_only=True):
+    """The referee's answer (defendable_referee.app.SheetAnswer), the sheet kept as raw bytes."""
+
+    found: bool
+    id: str = ""
+    version: str = ""
+    lane: str = ""
+    title: str = ""
+    sha256: str = ""
+    error: str = ""
+    sheet: msgspec.Raw = msgspec.Raw()  # msgspec decodes Raw only alone, not in a union with None

@@ -99,6 +99,8 @@ MIGRATIONS = [
     "ALTER TABLE gateway.runs ADD COLUMN trail bytea, ADD COLUMN trail_key text;",
     cook_store.MIGRATION,  # gateway.cooks
     incident_store.MIGRATION,  # gateway.incidents, gateway.lane_locks
+    # When the referee decided (Checked.occurred_at): the time of the verdict's OTel events.
+    "ALTER TABLE gateway.runs ADD COLUMN checked_at text;",
 ]
 
 STAGES = RUN_STAGES
@@ -289,8 +291,9 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
         case Checked():
             trail = None if event.execution_trail is msgspec.UNSET else msgspec.json.encode(event.execution_trail)
             await _advance(
-                conn, o, r, "checked", ", findings = $5, verdict = $6, trail = $7, trail_key = $8",
+                conn, o, r, "checked", ", findings = $5, verdict = $6, trail = $7, trail_key = $8, checked_at = $9",
                 msgspec.json.encode(event.findings), msgspec.json.encode(event.verdict), trail, event.trail_key or None,
+                event.occurred_at,
             )  # fmt: skip
         case Approved():
             await _advance(conn, o, r, "approved", ", approval = $5", msgspec.json.encode(event.receipt.approval))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -27,7 +28,7 @@ from defendable_canonical.digest import sha256_digest
 from defendable_canonical.events import MAX_INLINE_EVIDENCE_BYTES, AttachEvidence
 from defendable_canonical.model import Finding, Verdict
 from defendable_canonical.otel_export import evaluation_events
-from defendable_canonical.otlp import MAX_BODY_BYTES, OtlpRejected, inflate
+from defendable_canonical.otlp import MAX_BODY_BYTES, OtlpRejected, format_of, inflate
 from defendable_canonical.otlp_steps import NormalisedTrail, ingest
 from defendable_canonical.trail import TrailSummary
 from defendable_runtime.storage import BlobTooLarge
@@ -36,7 +37,7 @@ from . import store
 from .routes import command_base, holder, own_run, principal_of, problem, read_bounded, require_key, require_open
 
 RUN_HEADER = "x-defendable-run"
-_SUFFIX = {"application/x-protobuf": "pb", "application/json": "json", "application/x-ndjson": "jsonl"}
+_SUFFIX = {"protobuf": "pb", "json": "json", "jsonl": "jsonl"}  # by format: every alias of one format alike
 MAX_STEPS_PAGE = 1_000
 
 
@@ -78,7 +79,7 @@ async def _attach(principal: Any, run_id: str, body: bytes, media_type: str) -> 
     except BlobTooLarge as exc:
         await res.blobs.delete(staging_key)
         raise problem(413, f"evidence exceeds the limit of {exc.limit} bytes") from exc
-    name = f"otlp-traces-{evidence_id[3:11]}.{_SUFFIX.get(media_type, 'bin')}"
+    name = f"otlp-traces-{evidence_id[3:11]}.{_SUFFIX[format_of(media_type) or 'protobuf']}"
     base = command_base(principal, run_id)
     await store.record_pending_evidence(
         res.pool, principal.org_id, run_id, evidence_id, name, tagged, "file", size, "sha256:" + sha,
@@ -107,7 +108,7 @@ async def _one(data: bytes) -> Any:
 def _export_response(media_type: str, trail: NormalisedTrail, evidence_id: str) -> Response[Any]:
     warning = _warning(trail)
     headers = {"X-Defendable-Evidence": evidence_id, "X-Defendable-Steps": str(len(trail.steps))}
-    if media_type == "application/x-protobuf":
+    if format_of(media_type) == "protobuf":  # answered in the request's encoding, whichever alias named it
         message = ExportTraceServiceResponse()
         if warning:
             message.partial_success.error_message = warning
@@ -193,6 +194,7 @@ async def run_otel(request: Request[Any, Any, Any], run_id: str) -> Response[Any
     if run["trail"] is not None:
         trace_ids = msgspec.json.decode(bytes(run["trail"]), type=TrailSummary).trace_ids
         trace_id = trace_ids[0] if len(trace_ids) == 1 else None  # one agent trace: link the events to it
-    checked_at = int(run["created_at"].timestamp() * 1_000_000_000)
+    checked = datetime.fromisoformat(run["checked_at"]) if run["checked_at"] else run["created_at"]
+    checked_at = int(checked.timestamp() * 1000) * 1_000_000  # ms precision, as events carry it
     body = evaluation_events(verdict, run_id=run_id, time_unix_nano=checked_at, findings=findings, trace_id=trace_id)
     return Response(msgspec.Raw(body), media_type="application/json")

@@ -1,9 +1,9 @@
 """Flight Sheets: the data a run is checked against (DESIGN.md §1).
 
 A sheet is data, not code. It is hashed as the RFC 8785 canonical form of the
-JSON value *as read from its file* (not of the decoded Struct), so a field
-this service does not know, or a default it fills in, cannot move the hash a
-receipt names. Everything a sheet refers to — rule kinds and params, formulas,
+JSON value *as read from its file* (not of the decoded Struct), so a default
+this service fills in cannot move the hash a receipt names (a field it does not
+know is refused at load). Everything a sheet refers to — rule kinds and params, formulas,
 tolerance classes, gate quantities — is validated when the library loads, so a
 typo fails the build and never a customer's run.
 
@@ -54,6 +54,7 @@ CORE_RULE_KINDS: tuple[RuleKind, ...] = (
     "trail",
 )
 GateOp = Literal[">=", "<=", ">", "<"]
+Count = Annotated[int, msgspec.Meta(ge=1, le=10_000)]  # every bound a sheet sets on what a rule reports
 
 
 class StructureParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -62,17 +63,17 @@ class StructureParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
 
 
 class SchemaParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_errors_reported: int = 5
+    max_errors_reported: Count = 5
 
 
 class MathParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_calculations: int = 200
+    max_calculations: Count = 200
     rederive: bool = True  # also re-derive the sheet's quantities from base inputs
     reconcile: bool = False  # also: a derived quantity stated beyond its own result is one figure (rules.py)
 
 
 class EvidenceParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    max_claims: int = 200
+    max_claims: Count = 200
     undisclosed_input_tier: Tier = "mid"
 
 
@@ -82,7 +83,6 @@ class PolicyParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 
 # The citation and extraction kinds read the evidence's text (text_rules.py, quote.py).
 QuoteMatch = Literal["exact", "normalised"]  # "normalised" also accepts an exact match
-Count = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 
 
 class CitationParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
