@@ -122,7 +122,8 @@ class VerdictObserved(Observation, frozen=True, kw_only=True, gc=False, tag=True
 
 class UsageObserved(Observation, frozen=True, kw_only=True, gc=False, tag=True):
     """A run's total usage, from its submission or its OTLP trail. `cost` is a decimal string in
-    the org's accounting currency — the one the policy's spend caps name; intake converts."""
+    the org's accounting currency — the one the policy's spend caps name. Nothing converts: a
+    submitter declares usage in that currency, and a trail's cost is taken as already in it."""
 
     run_id: str
     lane: Lane
