@@ -343,7 +343,7 @@ def start_nats(data_dir: Path, *, port: int | None = None, timeout: float = READ
         "# Written by defendable_stack; rewritten on every start.\n"
         f"listen: {HOST}:{port}\n"
         "server_name: defendable\n"
-        "max_payload: 4MB\n"
+        "max_payload: 8MB\n"  # 8 MiB: defendable_runtime.messaging.MAX_MESSAGE_BYTES
         "jetstream {\n"
         # nats-server appends "jetstream" itself: data_dir/jetstream.
         f"  store_dir: {json.dumps(str(data_dir))}\n"

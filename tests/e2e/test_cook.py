@@ -18,9 +18,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from defendable.client import AsyncClient, Reply
 from defendable_canonical import jcs
 from defendable_canonical.cook import COOK_RECEIPT_SCHEMA, EvalItem, cook_seed, eval_set_sha256
-from defendable_cli.client import Client, Reply
 from defendable_gateway.admin import CreatedOrg, create_org
 from defendable_referee.lift import paired_bootstrap
 from defendable_stack.servers import Stack
@@ -33,7 +33,7 @@ BASE, COOKED = "cre-analyst-8b", "cre-analyst-8b-cook-3"
 DATASET = {"name": "cre-memos-ft", "version": "2026-11", "sha256": "sha256:" + hashlib.sha256(b"ft").hexdigest()}
 
 
-async def eval_run(client: Client, model: str, sheet: str = SHEET, **memo_kw: Any) -> str:
+async def eval_run(client: AsyncClient, model: str, sheet: str = SHEET, **memo_kw: Any) -> str:
     """One eval-set item evaluated by `model`: a checked run on `sheet`."""
     profile = {"model": model, "harness": "pytest", "tools": ["calculator"], "runtime": "python3.11"}
     for attempt in range(50):  # the referee may still be starting on the first test
@@ -54,8 +54,8 @@ async def eval_run(client: Client, model: str, sheet: str = SHEET, **memo_kw: An
 @dataclass
 class Evals:
     org: CreatedOrg
-    submitter: Client
-    approver: Client
+    submitter: AsyncClient
+    approver: AsyncClient
     pre: list[str]  # BASE, four memos with one wrong figure each, then two right ones
     post: list[str]  # COOKED, six right memos
     pre_right: list[str]  # BASE, two right memos
@@ -67,8 +67,8 @@ class Evals:
 async def evals(stack: Stack, services: Services) -> AsyncIterator[Evals]:
     org = await create_org(stack.env()["DATABASE_URL"], "Cook Kitchen Capital", approver="Zoë Ångström-Łukasiewicz")
     submitter, approver = (
-        Client(services.base_url, key(org, "submitter")),
-        Client(services.base_url, key(org, "approver")),
+        AsyncClient(services.base_url, key(org, "submitter")),
+        AsyncClient(services.base_url, key(org, "approver")),
     )
     wrong = [{"dscr": "1.7000"}] * 4 + [{}] * 2
     runs = await asyncio.gather(
@@ -107,11 +107,11 @@ def cook_body(pre: list[str], post: list[str], **changes: Any) -> dict[str, Any]
     } | changes
 
 
-async def post_cook(client: Client, body: Any) -> Reply:
+async def post_cook(client: AsyncClient, body: Any) -> Reply:
     return await client.request("POST", "/cooks", json=body)
 
 
-async def request_cook(client: Client, body: dict[str, Any]) -> str:
+async def request_cook(client: AsyncClient, body: dict[str, Any]) -> str:
     reply = await post_cook(client, body)
     assert reply.status_code == 202, reply.text
     answer = reply.json()
@@ -121,7 +121,7 @@ async def request_cook(client: Client, body: dict[str, Any]) -> str:
 
 
 # `timeout` bounds a series of HTTP long-polls, not one awaitable.
-async def wait_cook(client: Client, cook_id: str, *stages: str, timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109
+async def wait_cook(client: AsyncClient, cook_id: str, *stages: str, timeout: float = 60.0) -> dict[str, Any]:  # noqa: ASYNC109
     """Long-poll GET /cooks/{id} until the cook is in one of `stages`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -278,7 +278,7 @@ async def test_another_org_cannot_read_approve_or_cook_with_this_orgs_runs(
     cook_id = await request_cook(evals.submitter, cook_body(evals.pre[:2], evals.post[:2]))
     await wait_cook(evals.submitter, cook_id, "checked", "refused")
     other = await create_org(stack.env()["DATABASE_URL"], "Intruder Kitchens")
-    them = Client(services.base_url, key(other, "admin"))
+    them = AsyncClient(services.base_url, key(other, "admin"))
     try:
         fake = "cook_" + "0" * 32
         for method, path in (("GET", ""), ("POST", "/approve"), ("POST", "/reject")):

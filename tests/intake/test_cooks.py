@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from defendable_canonical.cook import CookDataset, EvalItem, EvalSet
+from defendable_canonical.cook import CheckedRun, CookDataset, EvalItem, EvalSet
 from defendable_canonical.events import (
     Checked,
     CookApproved,
@@ -16,9 +16,10 @@ from defendable_canonical.events import (
     encode,
 )
 from defendable_canonical.model import AgentProfile, Approval, FlightSheetRef, RankedFlag, RiskBreakdown, Verdict
+from defendable_gateway import cook_routes
 from defendable_intake import cooks
 from defendable_intake.admission import Refusal, RunState
-from defendable_intake.cooks import MAX_COOK_EVENT_BYTES, CookState
+from defendable_intake.cooks import MAX_COOK_EVENT_BYTES, CookRun, CookState
 from defendable_referee import lift
 from defendable_referee.cook_check import check_cook
 from defendable_referee.sheet import load_library
@@ -44,7 +45,9 @@ def verdict(score: str) -> Verdict:
     )  # fmt: skip
 
 
-def run(rid: str, model: str, score: str | None, status: str = "checked", sheet: FlightSheetRef = SHEET) -> RunState:
+def run_state(
+    rid: str, model: str, score: str | None, status: str = "checked", sheet: FlightSheetRef = SHEET
+) -> RunState:
     checked = None
     if score is not None:
         checked = Checked(
@@ -59,6 +62,11 @@ def run(rid: str, model: str, score: str | None, status: str = "checked", sheet:
     )  # fmt: skip
 
 
+def run(rid: str, model: str, score: str | None, status: str = "checked", sheet: FlightSheetRef = SHEET) -> CookRun:
+    """What cook_store.load_runs reads of such a run."""
+    return cooks.cook_run(run_state(rid, model, score, status, sheet))
+
+
 def request(n: int = 6, *, item: str = "q{}", command_id: str = "cmd_1") -> RequestCook:
     items = [item.format(i) for i in range(n)]
     return RequestCook(
@@ -70,7 +78,7 @@ def request(n: int = 6, *, item: str = "q{}", command_id: str = "cmd_1") -> Requ
     )  # fmt: skip
 
 
-def known_runs(n: int = 6, pre_score: str = "86.67", post_score: str = "100.00") -> dict[str, RunState]:
+def known_runs(n: int = 6, pre_score: str = "86.67", post_score: str = "100.00") -> dict[str, CookRun]:
     pre = {run_id("a", k): run(run_id("a", k), "base-1", pre_score) for k in range(n)}
     post = {run_id("b", k): run(run_id("b", k), "base-1-cook", post_score) for k in range(n)}
     return pre | post
@@ -79,10 +87,9 @@ def known_runs(n: int = 6, pre_score: str = "86.67", post_score: str = "100.00")
 def test_a_cook_of_checked_runs_carries_each_runs_sheet_model_and_score() -> None:
     state, event = cooks.request_cook(request(), None, known_runs(), NOW)
     assert state.status == "requested" and state.requested_event_id == event.event_id
-    assert [r.run_id for r in event.pre] == [run_id("a", k) for k in range(6)]
-    first = event.pre[0]
-    assert (first.item_id, first.flight_sheet, first.model, first.verdict.score) == ("q0", SHEET, "base-1", "86.67")
-    assert first.verdict.risk.high == 1 and first.verdict.flags == []  # flags stay on the run
+    assert [r.run_id for r in event.pre.runs] == [run_id("a", k) for k in range(6)]
+    assert (event.pre.model, event.pre.flight_sheet, event.post.model) == ("base-1", SHEET, "base-1-cook")
+    assert event.pre.runs[0] == CheckedRun(item_id="q0", run_id=run_id("a", 0), score="86.67")  # the score only
     assert cooks.request_cook(request(), None, known_runs(), NOW)[1] == event  # same command, same event id
 
 
@@ -122,21 +129,66 @@ def test_more_items_than_a_cook_allows_are_refused_before_any_lookup() -> None:
         cooks.run_ids(big)
 
 
-def test_an_event_beyond_one_message_is_refused_and_what_fits_stays_within_one_message_end_to_end() -> None:
-    """The cook events only shrink after CookRequested (scores instead of runs), so its bound covers them all."""
-    assert MAX_COOK_EVENT_BYTES < MAX_MESSAGE_BYTES
-    n = 1_000  # ids as the gateway makes them, item ids of 16 characters
-    template = "item-{:011d}"
-    state, event = cooks.request_cook(request(n, item=template), None, known_runs(n), NOW)
-    requested = len(encode(event))
+def test_the_view_of_a_stored_run_is_what_a_cook_reads_of_it() -> None:
+    state = run_state(run_id("a", 0), "base-1", "86.67")
+    stored = msgspec.json.encode(state)  # intake.runs.state
+    view = msgspec.json.decode(stored, type=CookRun)  # cook_store.load_runs
+    assert view == cooks.cook_run(state)
+    assert view.checked is not None and view.checked.verdict.score == "86.67"
+    assert (view.run_id, view.status, view.agent_profile.model, view.checked.flight_sheet) == (
+        run_id("a", 0), "checked", "base-1", SHEET,
+    )  # fmt: skip
+    created = msgspec.json.decode(
+        msgspec.json.encode(run_state(run_id("a", 1), "base-1", None, "created")), type=CookRun
+    )
+    assert created.checked is None and created.status == "created"
+
+
+def test_a_side_whose_runs_were_checked_under_several_sheets_is_refused() -> None:
+    other = msgspec.structs.replace(SHEET, sha256="sha256:" + "9" * 64)
+    runs = known_runs() | {run_id("a", k): run(run_id("a", k), "base-1", "86.67", sheet=other) for k in (4, 5)}
+    with pytest.raises(Refusal) as refused:
+        cooks.request_cook(request(), None, runs, NOW)
+    assert str(refused.value) == (
+        f"cook {COOK}: pre runs were checked under more than one flight sheet: "
+        f"{SHEET.id}@{SHEET.version} ({SHEET.sha256}) for {', '.join(run_id('a', k) for k in range(4))}; "
+        f"{SHEET.id}@{SHEET.version} ({other.sha256}) for {run_id('a', 4)}, {run_id('a', 5)}"
+    )
+    empty = msgspec.structs.replace(request(), post=[])
+    with pytest.raises(Refusal, match="each side names at least one run"):
+        cooks.request_cook(empty, None, known_runs(), NOW)
+
+
+def test_the_largest_cook_the_gateway_admits_stays_one_message_at_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10,000 items with item ids of 128 characters (the gateway's limits): every cook message
+    fits one JetStream message with room for headers, and CookRequested outgrows the command it
+    comes from by less than the 512 KiB the gateway keeps for it (cook_routes.MAX_COOK_COMMAND_BYTES)."""
+    assert MAX_COOK_EVENT_BYTES == MAX_MESSAGE_BYTES - 64 * 1024 == cook_routes.MAX_COOK_COMMAND_BYTES + 512 * 1024
+    n = lift.MAX_ITEMS
+    template = "{:05d}" + "x" * 123  # 128 characters
+    cmd = request(n, item=template)
+    state, event = cooks.request_cook(cmd, None, known_runs(n), NOW)
+    command, requested = len(encode(cmd)), len(encode(event))
+    assert requested - command < 512 * 1024
     assert requested <= MAX_COOK_EVENT_BYTES
+    monkeypatch.setattr(lift, "default_resamples", lambda n: 10)  # the sizes, not the bootstrap, are tested here
     checked = check_cook(event, LIBRARY, NOW)
-    assert checked.eligible
+    assert checked.eligible, checked.reasons
     assert cooks.record_checked(state, checked)
     approved = cooks.decide(_decision("approve"), state, NOW)
+    assert isinstance(approved, CookApproved)
     assert len(encode(checked)) < len(encode(approved)) < requested
-    with pytest.raises(Refusal, match=r"make a \d+-byte event; a cook event may be at most 1000000 bytes"):
-        cooks.request_cook(request(1_500, item=template), None, known_runs(1_500), NOW)
+    assert len(approved.receipt.pre.items) == len(approved.receipt.post.items) == n
+
+
+def test_an_event_beyond_one_message_is_refused() -> None:
+    """Only a command published straight to NATS can get here: the gateway bounds ids at 128 characters."""
+    n = 4_000
+    cmd = request(n, item="{:05d}" + "y" * 995)  # item ids of 1,000 characters
+    with pytest.raises(
+        Refusal, match=rf"its {n} items make a \d+-byte event; a cook event may be at most {MAX_COOK_EVENT_BYTES} bytes"
+    ):
+        cooks.request_cook(cmd, None, known_runs(n), NOW)
 
 
 def _decision(decision: str, command_id: str = "cmd_d") -> DecideCook:

@@ -27,6 +27,7 @@ from defendable_ledger.mint import (
     MintEvent,
     MintRequest,
     Unmintable,
+    batch_count,
     chain_batch,
     mint_request,
     minted_event_id,
@@ -136,6 +137,15 @@ def test_a_batch_continues_the_chain_after_the_head_whatever_kinds_came_before()
     second = [mint_request(e) for e in mixed_events("org_k", rounds=2)[4:]]
     tail = chain_batch(4, head[-1].receipt_hash, second, MINTED_AT, SIGNER.sign_all, ["t"] * 4)
     assert verify_chain(stored([*head, *tail])).ok
+
+
+def test_a_transaction_takes_approvals_up_to_its_byte_bound_and_always_the_first() -> None:
+    mib = 1024 * 1024
+    assert batch_count([], 64 * mib) == 0
+    assert batch_count([300] * 2000, 64 * mib) == 2000  # eval approvals: the count bound (MINT_BATCH) decides
+    assert batch_count([4 * mib] * 40, 64 * mib) == 16  # 10,000-item cooks with long ids: ~4.2 MB each
+    assert batch_count([300, 300, 70 * mib, 300], 64 * mib) == 2
+    assert batch_count([70 * mib, 300], 64 * mib) == 1  # one alone may exceed it: it is still minted
 
 
 # ---------------------------------------------------------------- the table: real PostgreSQL

@@ -8,9 +8,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from defendable_canonical.cook import CheckedRun, EvalItem, EvalSet, cook_seed, eval_set_sha256
+from defendable_canonical.cook import CheckedRun, CheckedSide, EvalItem, EvalSet, cook_seed, eval_set_sha256
 from defendable_canonical.events import CookRequested, derive_id
-from defendable_canonical.model import FlightSheetRef, RiskBreakdown, Verdict
+from defendable_canonical.model import FlightSheetRef
 from defendable_referee.cook_check import check_cook
 from defendable_referee.errors import FlightSheetInvalid
 from defendable_referee.sheet import CookPolicy, Library, LoadedSheet, load_library, load_sheet
@@ -34,26 +34,21 @@ def sheet_with_cook(library: Library, cook: dict[str, Any]) -> LoadedSheet:
     return load_sheet(json.dumps(value | {"cook": cook}).encode(), source="cre+cook.json")
 
 
-def runs(model: str, scores: list[str], side: str, sheet: FlightSheetRef) -> list[CheckedRun]:
-    verdict = Verdict(
-        score="0.00", severity="jelly", risk=RiskBreakdown(), client_ready=False, recommended_action="review"
+def runs(model: str, scores: list[str], side: str, sheet: FlightSheetRef) -> CheckedSide:
+    return CheckedSide(
+        model=model,
+        flight_sheet=sheet,
+        runs=[
+            CheckedRun(item_id=item, run_id=f"run_{side}{n:031x}", score=score)
+            for n, (item, score) in enumerate(zip(ITEMS, scores, strict=True))
+        ],
     )
-    return [
-        CheckedRun(
-            item_id=item,
-            run_id=f"run_{side}{n:031x}",
-            flight_sheet=sheet,
-            model=model,
-            verdict=msgspec.structs.replace(verdict, score=score),
-        )
-        for n, (item, score) in enumerate(zip(ITEMS, scores, strict=True))
-    ]
 
 
-def request(pre: list[CheckedRun], post: list[CheckedRun]) -> CookRequested:
+def request(pre: CheckedSide, post: CheckedSide) -> CookRequested:
     return CookRequested(
         event_id="ev_" + "1" * 32, org_id="org_a", run_id="cook_" + "2" * 32, occurred_at=NOW, producer="intake",
-        causation_id="cmd_x", project="p", base_model="base", cooked_model="cooked",
+        causation_id="cmd_x", project="p",
         dataset={"name": "d", "version": "1", "sha256": "sha256:" + "d" * 64},  # type: ignore[arg-type]
         eval_set=EVAL_SET, pre=pre, post=post,
     )  # fmt: skip
@@ -82,7 +77,10 @@ def test_a_real_lift_on_one_known_sheet_is_eligible_with_the_receipts_numbers(li
     assert checked.lift is not None and checked.lift.mean_difference == "8.8867"
     assert 0 < float(checked.lift.lower) <= 8.8867 <= float(checked.lift.upper)
     assert checked.lift.seed == cook_seed(
-        eval_set_sha256(EVAL_SET.items), ref.sha256, [r.run_id for r in event.pre], [r.run_id for r in event.post]
+        eval_set_sha256(EVAL_SET.items),
+        ref.sha256,
+        [r.run_id for r in event.pre.runs],
+        [r.run_id for r in event.post.runs],
     )
     assert [s.score for s in checked.pre] == PRE_SCORES
     assert check_cook(event, library, NOW) == checked  # reproducible

@@ -16,13 +16,14 @@ from defendable_canonical.cook import (
     COOK_RECEIPT_SCHEMA,
     LIFT_METHOD,
     CheckedRun,
+    CheckedSide,
     CookDataset,
     EvalItem,
     EvalSet,
     cook_seed,
     eval_set_sha256,
 )
-from defendable_canonical.model import Approval, FlightSheetRef, RiskBreakdown, Verdict
+from defendable_canonical.model import Approval, FlightSheetRef
 from defendable_referee.lift import (
     MAX_ITEMS,
     CookDecision,
@@ -264,19 +265,21 @@ BASE_SCORES = [
 ]
 
 
-def verdict(score: str) -> Verdict:
-    return Verdict(
-        score=score, severity="jelly", risk=RiskBreakdown(mid=1), client_ready=True, recommended_action="review"
+def runs(
+    model: str, scores: list[str], *, side: str, items: list[str] | None = None, sheet: FlightSheetRef = SHEET
+) -> CheckedSide:
+    return CheckedSide(
+        model=model,
+        flight_sheet=sheet,
+        runs=[
+            CheckedRun(item_id=item, run_id=f"run_{side}_{item}", score=score)
+            for item, score in zip(ITEM_IDS if items is None else items, scores, strict=True)
+        ],
     )
 
 
-def runs(
-    model: str, scores: list[str], *, side: str, items: list[str] | None = None, sheet: FlightSheetRef = SHEET
-) -> list[CheckedRun]:
-    return [
-        CheckedRun(item_id=item, run_id=f"run_{side}_{item}", flight_sheet=sheet, model=model, verdict=verdict(score))
-        for item, score in zip(items or ITEM_IDS, scores, strict=True)
-    ]
+def with_runs(side: CheckedSide, runs: list[CheckedRun]) -> CheckedSide:
+    return msgspec.structs.replace(side, runs=runs)
 
 
 def shifted(scores: list[str], delta: str) -> list[str]:
@@ -286,7 +289,7 @@ def shifted(scores: list[str], delta: str) -> list[str]:
 PRE = runs("llama-3.1-8b", BASE_SCORES, side="pre")
 
 
-def post(scores: list[str], *, items: list[str] | None = None, sheet: FlightSheetRef = SHEET) -> list[CheckedRun]:
+def post(scores: list[str], *, items: list[str] | None = None, sheet: FlightSheetRef = SHEET) -> CheckedSide:
     return runs("llama-3.1-8b-cook-7", scores, side="post", items=items, sheet=sheet)
 
 
@@ -314,7 +317,7 @@ def test_a_clear_positive_lift_is_eligible_with_a_recomputable_seed() -> None:
     assert estimate.resamples == 10_000
     assert estimate.confidence == "0.95"
     assert estimate.seed == cook_seed(
-        eval_set_sha256(EVAL_SET.items), SHEET.sha256, [r.run_id for r in PRE], [f"run_post_{i}" for i in ITEM_IDS]
+        eval_set_sha256(EVAL_SET.items), SHEET.sha256, [r.run_id for r in PRE.runs], [f"run_post_{i}" for i in ITEM_IDS]
     )
     assert decision.base_model == "llama-3.1-8b"
     assert decision.cooked_model == "llama-3.1-8b-cook-7"
@@ -325,7 +328,10 @@ def test_a_clear_positive_lift_is_eligible_with_a_recomputable_seed() -> None:
 def test_runs_are_paired_by_item_id_not_by_position() -> None:
     lifted = shifted(BASE_SCORES, "5")
     in_order = decide_cook(PRE, post(lifted), EVAL_SET)
-    reversed_runs = decide_cook(list(reversed(PRE)), list(reversed(post(lifted))), EVAL_SET)
+    lifted_post = post(lifted)
+    reversed_runs = decide_cook(
+        with_runs(PRE, PRE.runs[::-1]), with_runs(lifted_post, lifted_post.runs[::-1]), EVAL_SET
+    )
     assert in_order == reversed_runs
     assert in_order.eligible
 
@@ -376,16 +382,6 @@ def test_pre_and_post_on_different_sheet_versions_are_refused() -> None:
     assert [r.split(":")[0] for r in decision.reasons] == ["pre and post used different flight sheets"]
 
 
-def test_runs_within_one_side_that_disagree_on_the_sheet_are_refused() -> None:
-    mixed = PRE[:6] + runs("llama-3.1-8b", BASE_SCORES[6:], side="pre", items=ITEM_IDS[6:], sheet=OTHER_HASH)
-    decision = decide_cook(mixed, post(shifted(BASE_SCORES, "10")), EVAL_SET)
-    assert decision.reasons == [
-        f"pre: runs disagree on the flight sheet: fin_wacc_calculation_v1@1.0.0 (sha256:{'a' * 64}) on items "
-        f"'q01', 'q02', 'q03' and 3 more; fin_wacc_calculation_v1@1.0.0 (sha256:{'b' * 64}) on items "
-        "'q07', 'q08', 'q09' and 3 more"
-    ]
-
-
 def test_item_sets_that_differ_from_the_eval_set_are_refused_naming_the_items() -> None:
     items = [*ITEM_IDS[:10], "q99", "q98"]  # q11, q12 missing; q99, q98 extra
     decision = decide_cook(PRE, post(shifted(BASE_SCORES, "10"), items=items), EVAL_SET)
@@ -409,35 +405,29 @@ def test_duplicate_item_ids_are_refused() -> None:
     assert decision.eval_set is None
 
 
-def test_a_side_that_mixes_models_is_refused() -> None:
-    mixed = PRE[:11] + runs("mistral-7b", BASE_SCORES[11:], side="pre", items=ITEM_IDS[11:])
-    decision = decide_cook(mixed, post(shifted(BASE_SCORES, "10")), EVAL_SET)
-    assert decision.reasons == [
-        "pre: runs disagree on the model: 'llama-3.1-8b' on items 'q01', 'q02', 'q03' and 8 more; "
-        "'mistral-7b' on items 'q12'"
-    ]
-
-
 def test_the_same_model_on_both_sides_or_shared_runs_are_refused() -> None:
     same = runs("llama-3.1-8b", shifted(BASE_SCORES, "10"), side="post")
     assert decide_cook(PRE, same, EVAL_SET).reasons == [
         "pre and post ran the same model 'llama-3.1-8b': a cook compares a base with its cooked model"
     ]
-    reused = [msgspec.structs.replace(r, run_id=PRE[0].run_id) if r.item_id == "q01" else r for r in post(BASE_SCORES)]
-    assert decide_cook(PRE, reused, EVAL_SET).reasons == ["run ids on both sides: 'run_pre_q01'"]
-    one_run = [msgspec.structs.replace(r, run_id="run_x") for r in post(BASE_SCORES)[:2]] + post(BASE_SCORES)[2:]
-    assert decide_cook(PRE, one_run, EVAL_SET).reasons == ["post: run ids used for more than one item: 'run_x'"]
+    plain = post(BASE_SCORES)
+    reused = [msgspec.structs.replace(r, run_id=PRE.runs[0].run_id) if r.item_id == "q01" else r for r in plain.runs]
+    assert decide_cook(PRE, with_runs(plain, reused), EVAL_SET).reasons == ["run ids on both sides: 'run_pre_q01'"]
+    one_run = [msgspec.structs.replace(r, run_id="run_x") for r in plain.runs[:2]] + plain.runs[2:]
+    assert decide_cook(PRE, with_runs(plain, one_run), EVAL_SET).reasons == [
+        "post: run ids used for more than one item: 'run_x'"
+    ]
 
 
 def test_fewer_than_two_items_are_refused() -> None:
     tiny = EvalSet(name="tiny", items=EVAL_SET.items[:1])
-    decision = decide_cook(PRE[:1], post(["99.00"], items=["q01"]), tiny)
+    decision = decide_cook(with_runs(PRE, PRE.runs[:1]), post(["99.00"], items=["q01"]), tiny)
     assert decision.reasons == ["eval set has 1 item; a cook needs at least 2"]
 
 
 def test_an_eval_set_beyond_the_item_limit_is_refused_without_bootstrapping() -> None:
     huge = EvalSet(name="huge", items=[EvalItem(id=f"i{n}", sha256="sha256:" + "c" * 64) for n in range(MAX_ITEMS + 1)])
-    decision = decide_cook([], [], huge)
+    decision = decide_cook(with_runs(PRE, []), post([], items=[]), huge)
     assert decision.reasons[0] == "eval set has 10001 items; a cook allows at most 10000"
     assert decision.estimate is None
 
@@ -452,9 +442,9 @@ def test_malformed_scores_are_refused_naming_the_items() -> None:
 
 def test_bad_settings_are_a_caller_error_even_for_a_cook_that_would_be_refused() -> None:
     with pytest.raises(LiftError, match="strictly between 0 and 1"):
-        decide_cook([], [], EVAL_SET, confidence=Decimal("1.5"))
+        decide_cook(with_runs(PRE, []), post([], items=[]), EVAL_SET, confidence=Decimal("1.5"))
     with pytest.raises(LiftError, match="resamples = 0"):
-        decide_cook([], [], EVAL_SET, resamples=0)
+        decide_cook(with_runs(PRE, []), post([], items=[]), EVAL_SET, resamples=0)
 
 
 @pytest.mark.parametrize("floor", ["-1", "abc", "1.00001", "101", ""])

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import zlib
+from decimal import Decimal
 from pathlib import Path
 
 import msgspec
@@ -24,6 +25,7 @@ from defendable_canonical.sample import (
     sample_trail,
     sample_unlock_record,
 )
+from defendable_render import cook_layout
 from defendable_render.pdf import attachment_name, render_receipt_pdf
 from defendable_render.perf import SAMPLE_SIGNATURE
 
@@ -121,16 +123,36 @@ def test_the_cook_pdf_shows_the_models_the_data_the_eval_set_and_the_lift() -> N
     assert "more items in the attached JSON" not in text
 
 
-def test_a_long_eval_set_is_bounded_in_the_table_and_counted_under_it() -> None:
+def test_a_long_eval_set_shows_a_summary_its_lowest_and_first_items_and_where_the_rest_are() -> None:
     body = sample_cook_body(2, "org_render", items=200)
     data, digest = receipt(body)
     pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
-    text = pdf_text(pdf)
-    assert "200 items, base → cooked; the first 60 shown" in text
-    assert "… 140 more items in the attached JSON" in text
-    assert body.pre.items[59].run_id in text and body.pre.items[60].run_id not in text
+    text = " ".join(pdf_text(pdf).split())
+    assert "200 items, base → cooked; a summary and 40 of them" in text
+    assert "Every item's scores, 200 a side, are in the receipt JSON attached to this PDF (the hashed record)" in text
+    deltas = [
+        Decimal(post.score) - Decimal(pre.score) for pre, post in zip(body.pre.items, body.post.items, strict=True)
+    ]
+    higher, lower = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+    assert f"Cooked higher on {higher} items ({Decimal(higher) / 2:.1f} %)" in text
+    assert f"Cooked lower on {lower} items ({Decimal(lower) / 2:.1f} %)" in text
+    lowest = sorted(range(200), key=lambda i: (deltas[i], i))[: cook_layout.LOWEST_ROWS]
+    shown = {*lowest, *range(cook_layout.FIRST_ROWS)}
+    for i, pre in enumerate(body.pre.items):
+        assert (pre.run_id in text) is (i in shown), i
     assert pages(pdf) <= 4
     assert embedded(pdf) == [data]  # every item is still in the receipt itself
+
+
+def test_a_10000_item_cook_is_three_pages() -> None:
+    body = sample_cook_body(3, "org_render", items=10_000)
+    data, digest = receipt(body)
+    pdf = render_receipt_pdf(data, digest, SAMPLE_SIGNATURE)
+    assert pages(pdf) == 3
+    text = " ".join(pdf_text(pdf).split())
+    assert "10,000 items, base → cooked; a summary and 40 of them" in text
+    assert "Every item's scores, 10,000 a side, are in the receipt JSON" in text
+    assert embedded(pdf) == [data]
 
 
 @pytest.mark.parametrize("trigger", INCIDENT_KINDS)

@@ -9,11 +9,12 @@ from collections.abc import AsyncIterator
 import pytest
 from faststream.nats import NatsBroker
 
-from defendable_canonical.events import CommandRefused
-from defendable_canonical.subjects import RUNS_STREAM, event_subject
+from defendable_canonical.events import CommandRefused, encode
+from defendable_canonical.subjects import INGEST_STREAM, RUNS_STREAM, event_subject
 from defendable_runtime.batching import ATOMIC_BATCH_MAX, PublishRefused
 from defendable_runtime.messaging import (
     MAX_MESSAGE_BYTES,
+    NATS_MAX_PAYLOAD,
     ensure_streams,
     jetstream,
     make_broker,
@@ -80,6 +81,34 @@ async def test_a_message_jetstream_refuses_fails_alone(broker: NatsBroker) -> No
     with pytest.raises(PublishRefused):
         await publish_events(broker, events)
     assert await stored(broker, org_id) == {event_subject(e): 1 for e in events if e is not events[5]}
+
+
+async def test_a_message_beyond_the_servers_max_payload_fails_alone_and_the_connection_stays(
+    broker: NatsBroker,
+) -> None:
+    """nats-py refuses it before sending (the server would close the connection): refused as
+    the stream's refusals are, the batch it shared still stored one by one."""
+    org_id = "org_" + secrets.token_hex(6)
+    events = refusals(org_id, 0, 6)
+    events[2] = refusals(org_id, 2, 1, reason="x" * (NATS_MAX_PAYLOAD + 1))[0]
+    with pytest.raises(PublishRefused, match="exceed the server's max_payload"):
+        await publish_events(broker, events)
+    assert await stored(broker, org_id) == {event_subject(e): 1 for e in events if e is not events[2]}
+    await publish_event(broker, refusals(org_id, 9, 1)[0])  # the same connection, still serving
+
+
+async def test_the_servers_and_the_streams_agree_on_how_large_a_message_may_be(broker: NatsBroker) -> None:
+    """The stack's nats-server allows NATS_MAX_PAYLOAD; the streams store up to MAX_MESSAGE_BYTES,
+    64 KiB less, headers included: the largest message any service publishes is stored."""
+    assert broker.config.connection_state.connection.max_payload == NATS_MAX_PAYLOAD == 8 * 1024 * 1024
+    js = jetstream(broker)
+    for name in (RUNS_STREAM, INGEST_STREAM):
+        assert (await js.stream_info(name)).config.max_msg_size == MAX_MESSAGE_BYTES == NATS_MAX_PAYLOAD - 64 * 1024
+    org_id = "org_" + secrets.token_hex(6)
+    envelope = len(encode(refusals(org_id, 0, 1)[0]))
+    largest = refusals(org_id, 0, 1, reason="x" * (MAX_MESSAGE_BYTES - 1024 - envelope))[0]  # 1 KiB for headers
+    await publish_event(broker, largest)
+    assert await stored(broker, org_id) == {event_subject(largest): 1}
 
 
 async def test_concurrent_publishes_each_return_once_stored(broker: NatsBroker) -> None:

@@ -19,6 +19,7 @@ import pytest
 from botocore.config import Config
 from nats.js.api import StreamConfig
 
+from defendable_runtime.messaging import NATS_MAX_PAYLOAD
 from defendable_stack.process import ServerStartError, become_subreaper, pid_alive, reap
 from defendable_stack.servers import NatsServer, PostgresServer, Stack, stack_from_env, start_s3
 
@@ -48,10 +49,10 @@ async def test_jetstream_stores_a_published_message_and_delivers_it(stack: Stack
         await nc.close()
 
 
-async def test_jetstream_accepts_a_payload_of_almost_4_mib(stack: Stack) -> None:
+async def test_nats_allows_the_8_mib_payloads_the_services_publish(stack: Stack) -> None:
     nc = await nats.connect(stack.nats_url)
     try:
-        assert nc.max_payload == 4 * 1024 * 1024
+        assert nc.max_payload == NATS_MAX_PAYLOAD == 8 * 1024 * 1024  # the stack's "max_payload: 8MB"
     finally:
         await nc.close()
 

@@ -33,7 +33,7 @@ import msgspec
 
 from .digest import Digest, is_digest, sha256_digest
 from .jcs import canonicalize
-from .model import COOK_RECEIPT_SCHEMA, Approval, FlightSheetRef, Verdict
+from .model import COOK_RECEIPT_SCHEMA, Approval, FlightSheetRef
 
 COOK_SEED_DOMAIN = "defendablecloud.cook-seed/v1"
 LiftMethod = Literal["paired-percentile-bootstrap/sha256-ctr"]
@@ -43,6 +43,8 @@ __all__ = [
     "COOK_RECEIPT_SCHEMA",
     "COOK_SEED_DOMAIN",
     "LIFT_METHOD",
+    "CheckedRun",
+    "CheckedSide",
     "CookDataset",
     "CookItemScore",
     "CookLift",
@@ -125,13 +127,26 @@ def cook_seed(
 
 
 class CheckedRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
-    """One eval-set item checked by the referee for one model (what a CookRequested event carries per item)."""
+    """One pair of a requested cook: the eval-set item, the checked run that evaluated it, and
+    that run's `Verdict.score` — all a cook decides on and all its receipt keeps of the run (the
+    verdict itself stays on the run: GET /runs/{id})."""
 
     item_id: str
     run_id: str
-    flight_sheet: FlightSheetRef
+    score: str  # "83.33"
+
+
+class CheckedSide(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """One side of a requested cook, as intake vouches for it (what a CookRequested carries per side).
+
+    Every run of the side is of `model` and was checked under `flight_sheet`: intake refuses a
+    side that mixes either, so neither is repeated per run. `runs` lists one entry per pair the
+    command named, in the command's order (the referee pairs them with the eval set by item id).
+    """
+
     model: str
-    verdict: Verdict
+    flight_sheet: FlightSheetRef
+    runs: list[CheckedRun]
 
 
 class CookDataset(msgspec.Struct, frozen=True, kw_only=True, gc=False):

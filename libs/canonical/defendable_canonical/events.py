@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from .cook import CheckedRun, CookDataset, CookItemScore, CookLift, CookReceiptBody, EvalSet, EvalSetRef
+from .cook import CheckedSide, CookDataset, CookItemScore, CookLift, CookReceiptBody, EvalSet, EvalSetRef
 from .incident import (
     GovernancePolicyRef,
     IncidentKind,
@@ -74,7 +74,7 @@ class CreateRun(Command, frozen=True, kw_only=True, tag=True):
 
 
 # Evidence up to this size may travel inside its AttachEvidence command (base64 in JSON:
-# ~342 KiB, well inside JetStream's 1 MiB messages) instead of being staged in S3 first.
+# ~342 KiB, well inside one JetStream message) instead of being staged in S3 first.
 MAX_INLINE_EVIDENCE_BYTES = 256 * 1024
 
 
@@ -279,15 +279,17 @@ class Rendered(Event, frozen=True, kw_only=True, tag=True):
 
 
 class CookRequested(Event, frozen=True, kw_only=True, tag=True):
-    """Intake admitted a cook: every item run belongs to the org and is checked; the referee decides."""
+    """Intake admitted a cook: every item run belongs to the org and is checked; the referee decides.
+
+    Each side names its one model (the base model's for pre, the cooked model's for post) and
+    its one flight sheet, and each run's score only: a 10,000-item cook stays one message
+    (docs/decisions.md, "Cooks of 10,000 items")."""
 
     project: str
-    base_model: str
-    cooked_model: str
     dataset: CookDataset
     eval_set: EvalSet
-    pre: list[CheckedRun]
-    post: list[CheckedRun]
+    pre: CheckedSide  # pre.model is the cook's base model
+    post: CheckedSide  # post.model is its cooked model
 
 
 class CookChecked(Event, frozen=True, kw_only=True, tag=True):

@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import msgspec
 from nats.aio.client import Client as NatsClient
+from nats.errors import MaxPayloadError
 
 ATOMIC_BATCH_MAX = 1000  # messages per atomic batch: the server's limit (ADR-50)
 BATCH_BYTES_MAX = 4 * 1024 * 1024  # what one batch may hold, so the server stages a bounded amount
@@ -67,7 +68,10 @@ def _check_puback(data: bytes) -> None:
 async def store_one(client: NatsClient, message: Outgoing) -> None:
     """A plain JetStream publish: a request, answered by a PubAck once stored (or a duplicate)."""
     headers = {"Nats-Msg-Id": message.msg_id}
-    reply = await client.request(message.subject, message.data, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+    try:
+        reply = await client.request(message.subject, message.data, timeout=PUBLISH_TIMEOUT_S, headers=headers)
+    except MaxPayloadError as exc:  # nats-py's own check, before anything is sent
+        raise PublishRefused(0, f"{len(message.data)} bytes exceed the server's max_payload") from exc
     _check_puback(reply.data)
 
 
@@ -78,8 +82,8 @@ async def store_batch(client: NatsClient, messages: Sequence[Outgoing]) -> list[
         try:
             await _atomic(client, messages)
             return [None] * len(messages)
-        except PublishRefused:
-            pass  # each message gets its own answer below
+        except (PublishRefused, MaxPayloadError):
+            pass  # each message gets its own answer below (an unfinished batch is never committed)
     return list(await asyncio.gather(*(store_one(client, m) for m in messages), return_exceptions=True))
 
 

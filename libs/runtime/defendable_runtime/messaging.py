@@ -75,7 +75,15 @@ _pull_module.TimeoutError = builtins.TimeoutError  # type: ignore[attr-defined,a
 MAX_ATTEMPTS = 10  # failures of our own code per message (in this process), not deliveries
 INLINE_OUTAGE_WAIT_S = 20.0  # wait out a dependency outage in place before handing a message back
 DUPLICATE_WINDOW_S = 120.0  # ≥ 2 min (DESIGN.md §3); databases enforce idempotency beyond it
-MAX_MESSAGE_BYTES = 1024 * 1024
+# nats-server's max_payload ("max_payload: 8MB" in the stack's config is 8 MiB; NATS recommends
+# no more): a publish whose payload and headers exceed it makes the server close the connection.
+# A server configured lower is reported at start (`ensure_streams`).
+NATS_MAX_PAYLOAD = 8 * 1024 * 1024
+# What a stored message may weigh, headers included (the streams' max_msg_size): 64 KiB under
+# max_payload, so that an oversized message is refused by the stream alone (a PublishRefused),
+# never by the server dropping the connection under every other publish in flight. The largest
+# messages are a 10,000-item cook's, at most ~6.4 MB (docs/decisions.md, "Cooks of 10,000 items").
+MAX_MESSAGE_BYTES = NATS_MAX_PAYLOAD - 64 * 1024
 
 # Streams are declared here, explicitly and before any consumer starts; the
 # FastStream subscribers get `declare=False` so nothing else reshapes them.
@@ -230,6 +238,15 @@ def jetstream(broker: NatsBroker) -> JetStreamContext:
 async def ensure_streams(broker: NatsBroker) -> None:
     """Connect and create (or converge) the three streams; every service calls this at start."""
     await broker.connect()
+    client: NatsClient = broker.config.connection_state.connection
+    served = client.max_payload
+    if served < NATS_MAX_PAYLOAD:
+        log.error(
+            "nats-server's max_payload is %d bytes, below the %d this system's messages need (a cook of"
+            " thousands of items would not be stored): set max_payload: 8MB in its config",
+            served,
+            NATS_MAX_PAYLOAD,
+        )
     js = jetstream(broker)
     for config in STREAMS:
         try:

@@ -6,8 +6,11 @@ only when every run it names is a checked run of this org; the referee decides w
 the lift is real; a human approves an eligible cook, and only then does the ledger mint.
 
 Bounds: an eval set and each side at most MAX_ITEMS (10,000, the referee's lift.MAX_ITEMS)
-entries, ids and names bounded, digests `sha256:<64 hex>`, the body at most 2 MiB, and the
-command it becomes at most MAX_COOK_COMMAND_BYTES (one JetStream message, with headroom).
+entries (400 beyond), ids and names bounded, digests `sha256:<64 hex>`, the body at most
+MAX_COOK_BODY_BYTES (8 MiB, 413 beyond), and the command it becomes at most
+MAX_COOK_COMMAND_BYTES (413 beyond): one JetStream message, less room for headers and for the
+score intake adds to each pair, so the CookRequested it becomes fits one message too. The field
+bounds already keep a 10,000-item command under ~6.1 MB; the byte check is the backstop.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from msgspec import Meta
 
 from defendable_canonical.cook import CookDataset, EvalItem, EvalSet, eval_set_problems
 from defendable_canonical.events import CookPair, DecideCook, RequestCook, encode
+from defendable_runtime.messaging import MAX_MESSAGE_BYTES
 
 from . import cook_store, store
 from .auth import Principal
@@ -33,8 +37,10 @@ from .schemas import Name, Note
 from .waiters import MAX_WAIT_S
 
 MAX_ITEMS = 10_000
-MAX_COOK_BODY_BYTES = 2 * 1024 * 1024
-MAX_COOK_COMMAND_BYTES = 1_000_000  # below JetStream's 1 MiB messages (messaging.MAX_MESSAGE_BYTES)
+MAX_COOK_BODY_BYTES = 8 * 1024 * 1024  # of JSON; a compact 10,000-item body is at most ~6.1 MB
+# intake's MAX_COOK_EVENT_BYTES (one stored message less room for headers) less 512 KiB: what
+# intake adds, the score of each of ≤ 20,000 pairs (≤ 20 bytes each) and each side's sheet.
+MAX_COOK_COMMAND_BYTES = MAX_MESSAGE_BYTES - 64 * 1024 - 512 * 1024
 _MOST_LISTED = 5
 
 Digest = Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256:<64 lowercase hex>")]
@@ -144,7 +150,9 @@ async def request_cook(request: Request[Any, Any, Any], data: CookRequest) -> Co
     )
     if (size := len(encode(command))) > MAX_COOK_COMMAND_BYTES:
         raise problem(
-            413, f"this cook makes a {size}-byte command; the limit is {MAX_COOK_COMMAND_BYTES}: split the eval set"
+            413,
+            f"this cook makes a {size}-byte command; the limit is {MAX_COOK_COMMAND_BYTES}:"
+            " shorten its ids or split the eval set",
         )
     await cook_store.record_requested_cook(
         holder.res.pool, principal.org_id, cook_id, data.project, data.base_model, data.cooked_model,

@@ -132,7 +132,7 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
                 conn, o, c, "requested",
                 ", project = $5, base_model = $6, cooked_model = $7, dataset = $8, eval_set_name = $9,"
                 " eval_set_items = $10",
-                event.project, event.base_model, event.cooked_model, msgspec.json.encode(event.dataset),
+                event.project, event.pre.model, event.post.model, msgspec.json.encode(event.dataset),
                 event.eval_set.name, len(event.eval_set.items),
             )  # fmt: skip
         case CookChecked():

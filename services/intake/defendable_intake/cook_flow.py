@@ -12,6 +12,8 @@ command it saw before, and publishes what this returns):
 
 from __future__ import annotations
 
+import asyncio
+
 from asyncpg import Pool
 
 from defendable_canonical.events import CookChecked, DecideCook, Event, RequestCook, encode
@@ -22,10 +24,21 @@ from .admission import Refusal
 
 ORDERING_RETRIES = 5  # a decision may overtake its cook's request on redelivery (as app.ORDERING_RETRIES)
 VERDICT_WAIT_RETRIES = 30  # ~1.5 min of deliveries for a verdict or a cook decision on its way
+# Requests admitted at once: each reads up to 20,000 runs and builds an event of up to ~6.4 MB,
+# so a burst of cooks waits here rather than multiplying that (as the referee decides two at once).
+REQUESTS_AT_ONCE = 2
+_requesting = asyncio.Semaphore(REQUESTS_AT_ONCE)
 
 
 async def admit_cook(pool: Pool, command: RequestCook | DecideCook, delivery: int, now: str) -> list[Event]:
     """Admit one cook command (module plan); the events to publish once this returns."""
+    if isinstance(command, RequestCook):
+        async with _requesting:
+            return await _admit(pool, command, delivery, now)
+    return await _admit(pool, command, delivery, now)
+
+
+async def _admit(pool: Pool, command: RequestCook | DecideCook, delivery: int, now: str) -> list[Event]:
     org_id, cook_id = command.org_id, command.run_id
     async with pool.acquire() as conn, conn.transaction():
         # 1. The cook, locked; the runs a request names.

@@ -10,8 +10,7 @@ from __future__ import annotations
 import msgspec
 from asyncpg import Connection
 
-from .admission import RunState
-from .cooks import CookState
+from .cooks import CookRun, CookState
 
 MIGRATION = """
     CREATE TABLE intake.cooks (
@@ -25,7 +24,8 @@ MIGRATION = """
 """
 
 _cook_decoder = msgspec.json.Decoder(CookState)
-_run_decoder = msgspec.json.Decoder(RunState)
+_run_decoder = msgspec.json.Decoder(CookRun)  # a view of the stored RunState: the rest is skipped
+RUNS_PER_QUERY = 2_000  # a cook's runs are read in slices: a bounded slice of row bytes at a time
 
 
 async def load_cook(conn: Connection, org_id: str, cook_id: str) -> CookState | None:
@@ -47,12 +47,18 @@ async def save_cook(conn: Connection, cook: CookState) -> None:
     )
 
 
-async def load_runs(conn: Connection, org_id: str, run_ids: list[str]) -> dict[str, RunState]:
-    """The org's runs among `run_ids` (at most two eval sets' worth: cooks.run_ids bounds it).
+async def load_runs(conn: Connection, org_id: str, run_ids: list[str]) -> dict[str, CookRun]:
+    """What a cook reads of the org's runs among `run_ids` (at most two eval sets' worth:
+    cooks.run_ids bounds it), RUNS_PER_QUERY at a time.
 
     Not locked: a cook reads verdicts, and a run's verdict never changes once recorded.
     """
-    rows = await conn.fetch(
-        "SELECT run_id, state FROM intake.runs WHERE org_id = $1 AND run_id = ANY($2::text[])", org_id, run_ids
-    )
-    return {row["run_id"]: _run_decoder.decode(row["state"]) for row in rows}
+    found: dict[str, CookRun] = {}
+    for start in range(0, len(run_ids), RUNS_PER_QUERY):
+        rows = await conn.fetch(
+            "SELECT run_id, state FROM intake.runs WHERE org_id = $1 AND run_id = ANY($2::text[])",
+            org_id,
+            run_ids[start : start + RUNS_PER_QUERY],
+        )
+        found.update((row["run_id"], _run_decoder.decode(row["state"])) for row in rows)
+    return found

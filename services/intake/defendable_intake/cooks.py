@@ -2,7 +2,8 @@
 
 A cook (run_id "cook_<hex>") pairs checked runs of a base model (pre) and of its cooked
 model (post) over one frozen eval set. Intake's part is what only intake knows: that every
-run named belongs to the org and has a verdict, and what that verdict, sheet and model were.
+run named belongs to the org and has a verdict, that each side's runs share one model (the
+one the cook names) and one flight sheet, and what each run scored.
 Whether the pairs are comparable and the lift is real is the referee's decision
 (CookChecked); intake then admits a human's decision only on a cook the referee found
 eligible, and builds the receipt body from that decision. No I/O here: `cook_flow.py`
@@ -21,7 +22,14 @@ from typing import Final, Literal
 
 import msgspec
 
-from defendable_canonical.cook import COOK_RECEIPT_SCHEMA, CheckedRun, CookDataset, CookReceiptBody, CookSide
+from defendable_canonical.cook import (
+    COOK_RECEIPT_SCHEMA,
+    CheckedRun,
+    CheckedSide,
+    CookDataset,
+    CookReceiptBody,
+    CookSide,
+)
 from defendable_canonical.events import (
     CookApproved,
     CookChecked,
@@ -31,16 +39,18 @@ from defendable_canonical.events import (
     RequestCook,
     encode,
 )
-from defendable_canonical.model import Approval
+from defendable_canonical.model import Approval, FlightSheetRef
 
-from .admission import Refusal, RunState, envelope
+from .admission import Refusal, RunStatus, envelope
 
 # The referee's lift.MAX_ITEMS (services share no code but libs/canonical): a side or an
 # eval set beyond it is refused before any run is looked up.
 MAX_ITEMS: Final = 10_000
-# What a cook event may weigh: below JetStream's 1 MiB message limit
-# (defendable_runtime.messaging.MAX_MESSAGE_BYTES), with room for headers.
-MAX_COOK_EVENT_BYTES: Final = 1_000_000
+# What a cook event may weigh: one stored JetStream message (defendable_runtime.messaging.
+# MAX_MESSAGE_BYTES, 8 MiB less 64 KiB) less 64 KiB for its headers (a dead letter adds its
+# reason). A 10,000-item cook makes at most ~6.4 MB (item ids of 128 characters; ~2.8 MB with
+# ids of 10): docs/decisions.md, "Cooks of 10,000 items".
+MAX_COOK_EVENT_BYTES: Final = 8 * 1024 * 1024 - 128 * 1024
 _MOST_LISTED: Final = 5
 _COOK_ID: Final = re.compile(r"cook_[0-9a-f]{32}")
 
@@ -79,26 +89,78 @@ def run_ids(cmd: RequestCook) -> list[str]:
     return list(dict.fromkeys(pair.run_id for pair in (*cmd.pre, *cmd.post)))
 
 
-def awaiting_verdict(runs: Iterable[RunState]) -> list[str]:
+# ---------------------------------------------------------------- what a cook reads of a run
+
+
+class RunProfile(msgspec.Struct, frozen=True, gc=False):
+    model: str
+
+
+class RunScore(msgspec.Struct, frozen=True, gc=False):
+    score: str
+
+
+class RunCheck(msgspec.Struct, frozen=True, gc=False):
+    flight_sheet: FlightSheetRef
+    verdict: RunScore
+
+
+class CookRun(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """What a cook reads of one of intake's runs: a view of `admission.RunState`.
+
+    `cook_store.load_runs` decodes the stored RunState straight into it, so the findings and
+    the rest of the verdict of up to 20,000 runs are skipped by the decoder, never held.
+    """
+
+    run_id: str
+    status: RunStatus
+    agent_profile: RunProfile
+    checked: RunCheck | None = None
+
+
+def cook_run(run: object) -> CookRun:
+    """The view of a RunState (or anything shaped like one) that `request_cook` reads."""
+    return msgspec.convert(run, CookRun, from_attributes=True)
+
+
+def awaiting_verdict(runs: Iterable[CookRun]) -> list[str]:
     """Runs submitted whose verdict intake has not recorded yet (it may be on its way)."""
     return [run.run_id for run in runs if run.status == "submitted"]
 
 
-def _checked_run(item_id: str, run: RunState) -> CheckedRun:
-    assert run.checked is not None
-    # The verdict without its ranked flags: they stay on the run (GET /runs/{id}); a cook compares
-    # scores, and this keeps an item's weight fixed, so the event's size follows the item count.
-    verdict = msgspec.structs.replace(run.checked.verdict, flags=[])
-    return CheckedRun(
-        item_id=item_id, run_id=run.run_id, flight_sheet=run.checked.flight_sheet, model=run.agent_profile.model,
-        verdict=verdict,
-    )  # fmt: skip
+def _sheet(ref: FlightSheetRef) -> str:
+    return f"{ref.id}@{ref.version} ({ref.sha256})"
+
+
+def _side(cmd: RequestCook, side: str, runs: Mapping[str, CookRun]) -> CheckedSide:
+    """One side as the event carries it: the runs' one model (the cook's) and one sheet, and each score."""
+    pairs, model = (cmd.pre, cmd.base_model) if side == "pre" else (cmd.post, cmd.cooked_model)
+    named = [runs[p.run_id] for p in pairs]
+    if others := [f"{r.run_id} ({r.agent_profile.model!r})" for r in named if r.agent_profile.model != model]:
+        role = "base" if side == "pre" else "cooked"
+        raise Refusal(f"cook {cmd.run_id}: {side} runs not of the {role} model {model!r}: {_listed(others)}")
+    checks = [r.checked for r in named if r.checked is not None]
+    sheets: dict[FlightSheetRef, list[str]] = {}
+    for run, check in zip(named, checks, strict=True):
+        sheets.setdefault(check.flight_sheet, []).append(run.run_id)
+    if len(sheets) > 1:
+        parts = "; ".join(f"{_sheet(ref)} for {_listed(ids)}" for ref, ids in sheets.items())
+        raise Refusal(f"cook {cmd.run_id}: {side} runs were checked under more than one flight sheet: {parts}")
+    return CheckedSide(
+        model=model,
+        flight_sheet=checks[0].flight_sheet,
+        runs=[
+            CheckedRun(item_id=p.item_id, run_id=p.run_id, score=c.verdict.score)
+            for p, c in zip(pairs, checks, strict=True)
+        ],
+    )
 
 
 def request_cook(
-    cmd: RequestCook, existing: CookState | None, runs: Mapping[str, RunState], now: str
+    cmd: RequestCook, existing: CookState | None, runs: Mapping[str, CookRun], now: str
 ) -> tuple[CookState, CookRequested]:
-    """Admit a cook whose every run is in this org and checked, each side on its declared model.
+    """Admit a cook whose every run is in this org and checked, each side of its declared model
+    and of one flight sheet.
 
     `runs` holds those of `run_ids(cmd)` that intake knows *in this org*: another org's run
     is missing from it, and refused exactly like one that does not exist.
@@ -106,32 +168,25 @@ def request_cook(
     if existing is not None:
         raise Refusal(f"cook {cmd.run_id} already exists in org {cmd.org_id}")
     wanted = run_ids(cmd)
+    if not cmd.pre or not cmd.post:
+        raise Refusal(f"cook {cmd.run_id}: each side names at least one run")
     if missing := [run_id for run_id in wanted if run_id not in runs]:
         raise Refusal(f"cook {cmd.run_id}: runs not found in this organisation: {_listed(missing)}")
     if unchecked := [f"{r.run_id} ({r.status})" for r in (runs[i] for i in wanted) if r.checked is None]:
         raise Refusal(f"cook {cmd.run_id}: runs without a verdict: {_listed(unchecked)}; cook checked runs only")
-    for side, pairs, model in (("pre", cmd.pre, cmd.base_model), ("post", cmd.post, cmd.cooked_model)):
-        if others := [
-            f"{p.run_id} ({runs[p.run_id].agent_profile.model!r})"
-            for p in pairs
-            if runs[p.run_id].agent_profile.model != model
-        ]:
-            role = "base" if side == "pre" else "cooked"
-            raise Refusal(f"cook {cmd.run_id}: {side} runs not of the {role} model {model!r}: {_listed(others)}")
+    pre, post = _side(cmd, "pre", runs), _side(cmd, "post", runs)
     event = CookRequested(
         **envelope(cmd.command_id, cmd.org_id, cmd.run_id, "CookRequested", now),
         project=cmd.project,
-        base_model=cmd.base_model,
-        cooked_model=cmd.cooked_model,
         dataset=cmd.dataset,
         eval_set=cmd.eval_set,
-        pre=[_checked_run(p.item_id, runs[p.run_id]) for p in cmd.pre],
-        post=[_checked_run(p.item_id, runs[p.run_id]) for p in cmd.post],
+        pre=pre,
+        post=post,
     )
     if (size := len(encode(event))) > MAX_COOK_EVENT_BYTES:
         raise Refusal(
             f"cook {cmd.run_id}: its {len(cmd.eval_set.items)} items make a {size}-byte event; a cook event may be"
-            f" at most {MAX_COOK_EVENT_BYTES} bytes (one JetStream message): split the eval set"
+            f" at most {MAX_COOK_EVENT_BYTES} bytes (one JetStream message): shorten its ids or split the eval set"
         )
     state = CookState(
         org_id=cmd.org_id,

@@ -9,8 +9,9 @@ order, and each event becomes a `mint.MintRequest`; from there on the kinds are 
 Plan for the approvals fetched from JetStream:
 1. decode each into a mint request; an undecodable or contradictory one is dead-lettered
    on its own; the rest wait in one queue (the consumer stops fetching while BACKLOG of
-   them wait);
-2. the minter takes everything waiting, up to MINT_BATCH, and per org, in one
+   them, or BACKLOG_BYTES of their messages, wait);
+2. the minter takes everything waiting, up to MINT_BATCH approvals and MINT_BATCH_BYTES of
+   their messages (a 10,000-item cook's approval is ~1.8-4.2 MB), and per org, in one
    transaction: locks the head row, skips runs already minted (redelivery), chains
    the rest after the head, COPYs them in, moves the head (StaleHead if it moved:
    retried);
@@ -67,7 +68,16 @@ from defendable_runtime.settings import from_env
 
 from . import store
 from .keys import Signer
-from .mint import MINT_EVENT_NAMES, MINT_EVENTS, MintedReceipt, MintRequest, Unmintable, chain_batch, mint_request
+from .mint import (
+    MINT_EVENT_NAMES,
+    MINT_EVENTS,
+    MintedReceipt,
+    MintRequest,
+    Unmintable,
+    batch_count,
+    chain_batch,
+    mint_request,
+)
 
 log = logging.getLogger("defendable.ledger")
 SERVICE = "ledger"
@@ -77,6 +87,8 @@ BATCH = int(os.environ.get("LEDGER_BATCH", "1000"))
 BATCH_WINDOW_S = float(os.environ.get("LEDGER_BATCH_WINDOW_S", "0.02"))
 MINT_BATCH = int(os.environ.get("LEDGER_MINT_BATCH", "2000"))  # approvals per transaction
 BACKLOG = 2 * MINT_BATCH  # approvals waiting for the minter before the consumer stops fetching
+MINT_BATCH_BYTES = 64 * 1024 * 1024  # of approval messages per transaction: ~15 of the largest cooks
+BACKLOG_BYTES = 2 * MINT_BATCH_BYTES
 PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
 
 settings = from_env()
@@ -88,8 +100,9 @@ class Resources:
     pool: Pool
     signer: Signer
     waiting: list[tuple[Msg, MintRequest]]  # decoded approvals, in fetch order, not yet taken
+    waiting_bytes: int  # the size of their messages
     arrived: asyncio.Event  # set when approvals join `waiting`
-    room: asyncio.Event  # set while fewer than BACKLOG approvals wait
+    room: asyncio.Event  # set while fewer than BACKLOG approvals (and BACKLOG_BYTES) wait
     publishing: asyncio.Semaphore
     minting: set[asyncio.Task[bool]]
     minter: asyncio.Task[None]
@@ -104,7 +117,7 @@ async def open_resources() -> None:
     res.pool = await db.create_pool(settings.database_url, max_size=8)
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     res.signer = await load_signer()
-    res.waiting, res.arrived, res.room = [], asyncio.Event(), asyncio.Event()
+    res.waiting, res.waiting_bytes, res.arrived, res.room = [], 0, asyncio.Event(), asyncio.Event()
     res.room.set()
     res.publishing = asyncio.Semaphore(PUBLISHING)
     res.minting, res.closing = set(), False
@@ -119,7 +132,7 @@ async def close_resources() -> None:
     res.closing = True
     res.minter.cancel()
     await asyncio.gather(res.minter, *res.minting, return_exceptions=True)  # finish what was taken
-    waiting, res.waiting = res.waiting, []
+    waiting, res.waiting, res.waiting_bytes = res.waiting, [], 0
     await hand_back([raw for raw, _ in waiting])  # what JetStream sent later: `durable_subscriber` naks it
     res.room.set()  # a consumer held by backpressure now holds until the broker stops it
 
@@ -192,13 +205,18 @@ async def on_approved(msg: NatsBatchMessage) -> None:
         await held_until_stopped()
         return
     res.waiting += approvals
+    res.waiting_bytes += sum(len(raw.data) for raw, _ in approvals)
     res.arrived.set()
-    while len(res.waiting) >= BACKLOG:  # backpressure: stop fetching until the minter catches up
+    while not room_left():  # backpressure: stop fetching until the minter catches up
         res.room.clear()
         await res.room.wait()
         if res.closing:
             await held_until_stopped()
             return
+
+
+def room_left() -> bool:
+    return len(res.waiting) < BACKLOG and res.waiting_bytes < BACKLOG_BYTES
 
 
 async def held_until_stopped() -> None:
@@ -216,8 +234,10 @@ async def run_minter() -> None:
         res.arrived.clear()
         while res.waiting:
             await res.publishing.acquire()  # approvals that arrive meanwhile join this batch
-            taken, res.waiting = res.waiting[:MINT_BATCH], res.waiting[MINT_BATCH:]
-            if len(res.waiting) < BACKLOG:
+            count = batch_count([len(raw.data) for raw, _ in res.waiting[:MINT_BATCH]], MINT_BATCH_BYTES)
+            taken, res.waiting = res.waiting[:count], res.waiting[count:]
+            res.waiting_bytes -= sum(len(raw.data) for raw, _ in taken)
+            if room_left():
                 res.room.set()
             committed, task = start_minting(taken)
             committed_wait = asyncio.ensure_future(committed.wait())

@@ -82,6 +82,17 @@ class MintedReceipt(msgspec.Struct, frozen=True, kw_only=True):
     share_token: str
 
 
+def batch_count(sizes: Sequence[int], most_bytes: int) -> int:
+    """How many of the approvals waiting (their message sizes, in order) one transaction takes:
+    as many as fit in `most_bytes`, and always the first, whatever its size."""
+    total = 0
+    for count, size in enumerate(sizes):
+        total += size
+        if total > most_bytes and count:
+            return count
+    return len(sizes)
+
+
 # Signs each message (a raw receipt hash), returning the signatures in the same order.
 SignAll = Callable[[Sequence[bytes]], list[Signature]]
 

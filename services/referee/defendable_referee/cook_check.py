@@ -5,14 +5,15 @@ knows: each side's Flight Sheet must be one this referee has, with the hash the 
 checked under, and the sheet declares how far above noise a lift must be (`cook.noise_floor`)
 and on how many items (`cook.min_items`).
 
-Plan: 1. look up every sheet the runs name (id@version and sha256) in the library; 2. take
-the noise floor and item minimum of the one sheet they share (of several, the strictest of
-those known: the cook is refused for mixing sheets anyway, and the event still says which
-floor applied); 3. decide; 4. add the library's reasons, so that `eligible` is True exactly
-when no reason is left.
+Plan: 1. look up both sides' sheets (id@version and sha256) in the library; 2. take the
+noise floor and item minimum of the one sheet they share (of two, the strictest of those
+known: the cook is refused for mixing sheets anyway, and the event still says which floor
+applied); 3. decide; 4. add the library's reasons, so that `eligible` is True exactly when
+no reason is left.
 
-Bounded: the event is at most one JetStream message (1 MiB), `decide_cook` refuses more than
-lift.MAX_ITEMS items before any resampling, and caps n × resamples at lift.MAX_WORK.
+Bounded: the event is at most one JetStream message (messaging.MAX_MESSAGE_BYTES, 8 MiB; a
+10,000-item cook makes at most ~6.4 MB), `decide_cook` refuses more than lift.MAX_ITEMS
+items before any resampling, and caps n × resamples at lift.MAX_WORK.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def sheet_policy(refs: Iterable[FlightSheetRef], library: Library) -> tuple[Cook
 def check_cook(event: CookRequested, library: Library, now: str) -> CookChecked:
     """The referee's decision on a cook (module docstring); its event id derives from the request's."""
     # 1./2. The sheets and the policy they declare.
-    policy, sheet_reasons = sheet_policy((run.flight_sheet for run in (*event.pre, *event.post)), library)
+    policy, sheet_reasons = sheet_policy((event.pre.flight_sheet, event.post.flight_sheet), library)
     # 3. The decision proper.
     decision: CookDecision = decide_cook(event.pre, event.post, event.eval_set, policy.noise_floor)
     # 4. What only the library knows.

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from fractions import Fraction
@@ -28,6 +28,7 @@ from defendable_canonical.cook import (
     COOK_RECEIPT_SCHEMA,
     LIFT_METHOD,
     CheckedRun,
+    CheckedSide,
     CookDataset,
     CookItemScore,
     CookLift,
@@ -234,7 +235,7 @@ def paired_bootstrap(
 
 class CookDecision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """eligible is True exactly when reasons is empty. Fields that could not be established
-    (mixed sheets or models, a malformed eval set) are None; pre/post list every item's score
+    (sides on different sheets, a malformed eval set) are None; pre/post list every item's score
     in eval-set order whenever the sides pair up, and estimate is set whenever it was computed."""
 
     eligible: bool
@@ -283,9 +284,10 @@ def check_noise_floor(text: str) -> Decimal:
     return _noise_floor(text)
 
 
-def _side(label: str, runs: Sequence[CheckedRun], order: Sequence[str], reasons: list[str]) -> dict[str, CheckedRun]:
+def _side(label: str, side: CheckedSide, order: Sequence[str], reasons: list[str]) -> dict[str, CheckedRun]:
     """Check one side against the eval set's item ids; the runs by item id when it pairs up."""
     first = len(reasons)
+    runs = side.runs
     wanted = set(order)
     per_item = Counter(run.item_id for run in runs)
     if repeated := [item for item, count in per_item.items() if count > 1]:
@@ -296,24 +298,14 @@ def _side(label: str, runs: Sequence[CheckedRun], order: Sequence[str], reasons:
         reasons.append(f"{label}: runs for items not in the eval set: {_listed(extra)}")
     if reused := [run_id for run_id, count in Counter(run.run_id for run in runs).items() if count > 1]:
         reasons.append(f"{label}: run ids used for more than one item: {_listed(reused)}")
-    for what, names in (
-        ("flight sheet", [_sheet(run.flight_sheet) for run in runs]),
-        ("model", [repr(run.model) for run in runs]),
-    ):
-        groups: dict[str, list[str]] = defaultdict(list)
-        for name, run in zip(names, runs, strict=True):
-            groups[name].append(run.item_id)
-        if len(groups) > 1:
-            parts = "; ".join(f"{name} on items {_listed(items, 3)}" for name, items in groups.items())
-            reasons.append(f"{label}: runs disagree on the {what}: {parts}")
-    if bad := [run.item_id for run in runs if _score(run.verdict.score) is None]:
+    if bad := [run.item_id for run in runs if _score(run.score) is None]:
         reasons.append(f"{label}: scores that are not percentages with at most two decimals on items: {_listed(bad)}")
     return {run.item_id: run for run in runs} if len(reasons) == first else {}
 
 
 def decide_cook(
-    pre_runs: Sequence[CheckedRun],
-    post_runs: Sequence[CheckedRun],
+    pre_side: CheckedSide,
+    post_side: CheckedSide,
     eval_set: EvalSet,
     noise_floor: str = "0",
     *,
@@ -322,13 +314,16 @@ def decide_cook(
 ) -> CookDecision:
     """May this cook be minted? Every reason it may not, or a decision with eligible=True.
 
+    Each side names the one model and flight sheet its runs share (intake refuses a side that
+    mixes either: it is intake that knows the runs), and each run's score.
+
     Plan: 1. the eval set is well formed, has at least MIN_ITEMS and at most MAX_ITEMS items;
     2. each side has exactly one run per eval-set item (none missing, extra or duplicated),
-    distinct run ids, one flight sheet, one model, and well-formed scores; 3. across sides:
-    the same flight sheet (id, version and sha256), different models, no run on both sides;
-    4. the paired bootstrap, seeded by `cook_seed` over the eval-set hash, the sheet hash and
-    both sides' run ids in eval-set order; 5. eligible only when the rounded lower bound is
-    strictly above the noise floor (≥ 0 by construction, so also strictly above zero).
+    distinct run ids and well-formed scores; 3. across sides: the same flight sheet (id,
+    version and sha256), different models, no run on both sides; 4. the paired bootstrap,
+    seeded by `cook_seed` over the eval-set hash, the sheet hash and both sides' run ids in
+    eval-set order; 5. eligible only when the rounded lower bound is strictly above the noise
+    floor (≥ 0 by construction, so also strictly above zero).
 
     resamples defaults to `default_resamples(n)`, so every admitted eval set fits the work
     bound. Raises LiftError for a malformed noise floor or an explicit
@@ -349,27 +344,22 @@ def decide_cook(
     ref = None if set_problems else EvalSetRef(name=eval_set.name, sha256=eval_set_sha256(eval_set.items), items=n)
 
     # 2. Each side on its own.
-    pre = _side("pre", pre_runs, order, reasons)
-    post = _side("post", post_runs, order, reasons)
-    sheets = {label: {run.flight_sheet for run in runs} for label, runs in (("pre", pre_runs), ("post", post_runs))}
-    models = {label: {run.model for run in runs} for label, runs in (("pre", pre_runs), ("post", post_runs))}
+    pre = _side("pre", pre_side, order, reasons)
+    post = _side("post", post_side, order, reasons)
 
-    # 3. Across sides (only where each side names one sheet / one model).
+    # 3. Across sides.
     sheet = None
-    if len(sheets["pre"]) == len(sheets["post"]) == 1:
-        (pre_sheet,), (post_sheet,) = sheets["pre"], sheets["post"]
-        if pre_sheet != post_sheet:
-            reasons.append(
-                f"pre and post used different flight sheets: pre {_sheet(pre_sheet)}, post {_sheet(post_sheet)}"
-            )
-        else:
-            sheet = pre_sheet
-    base = cooked = None
-    if len(models["pre"]) == len(models["post"]) == 1:
-        (base,), (cooked,) = models["pre"], models["post"]
-        if base == cooked:
-            reasons.append(f"pre and post ran the same model {base!r}: a cook compares a base with its cooked model")
-    if shared := sorted({run.run_id for run in pre_runs} & {run.run_id for run in post_runs}):
+    if pre_side.flight_sheet != post_side.flight_sheet:
+        reasons.append(
+            "pre and post used different flight sheets: "
+            f"pre {_sheet(pre_side.flight_sheet)}, post {_sheet(post_side.flight_sheet)}"
+        )
+    else:
+        sheet = pre_side.flight_sheet
+    base, cooked = pre_side.model, post_side.model
+    if base == cooked:
+        reasons.append(f"pre and post ran the same model {base!r}: a cook compares a base with its cooked model")
+    if shared := sorted({run.run_id for run in pre_side.runs} & {run.run_id for run in post_side.runs}):
         reasons.append(f"run ids on both sides: {_listed(shared)}")
 
     decision = CookDecision(
@@ -385,10 +375,8 @@ def decide_cook(
         return decision
 
     # 4. The bootstrap over the pairs, in eval-set order.
-    pre_scores = [CookItemScore(item_id=item, run_id=pre[item].run_id, score=pre[item].verdict.score) for item in order]
-    post_scores = [
-        CookItemScore(item_id=item, run_id=post[item].run_id, score=post[item].verdict.score) for item in order
-    ]
+    pre_scores = [CookItemScore(item_id=item, run_id=pre[item].run_id, score=pre[item].score) for item in order]
+    post_scores = [CookItemScore(item_id=item, run_id=post[item].run_id, score=post[item].score) for item in order]
     seed = cook_seed(ref.sha256, sheet.sha256, [s.run_id for s in pre_scores], [s.run_id for s in post_scores])
     estimate = paired_bootstrap(
         [Decimal(s.score) for s in pre_scores],

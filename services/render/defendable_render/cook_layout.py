@@ -1,12 +1,17 @@
 """The cook receipt's PDF (`defendablecloud.cook-receipt/v1`): base → cooked model, and the lift.
 
-The per-item table is bounded (`MAX_ITEM_ROWS`); the rest of the items are counted under it
-and are all in the attached JSON. Differences per item are shown for reading only: the
+The per-item part is bounded whatever the eval set's size (up to 10,000 items a side): every
+item when there are at most `MAX_ITEM_ROWS`, else a summary (how many items the cooked model
+scored higher, the same, lower on) and two short tables — the `LOWEST_ROWS` items with the
+lowest cooked − base difference, and the first `FIRST_ROWS` in eval-set order — with a line
+saying that the full per-item list is in the attached receipt JSON, the hashed record. A
+10,000-item cook is three pages. Differences per item are shown for reading only: the
 receipt's own figures (means, bounds) are printed as recorded, never recomputed here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 
 from defendable_canonical.cook import CookItemScore, CookReceiptPayload
@@ -14,7 +19,9 @@ from defendable_canonical.model import Signature
 
 from .layout import INK, MUTED, Cell, Layout, thousands
 
-MAX_ITEM_ROWS = 60  # about two pages of items
+MAX_ITEM_ROWS = 60  # up to this many items, every one is drawn (about two pages)
+LOWEST_ROWS = 20  # beyond it: the items the cooked model lost most on …
+FIRST_ROWS = 20  # … and the first in eval-set order
 LIFT_COLOURS = ((36, 118, 66), (225, 243, 230))
 UP: tuple[int, int, int] = (36, 118, 66)
 DOWN: tuple[int, int, int] = (164, 32, 32)
@@ -30,6 +37,21 @@ def _decimal(value: str) -> Decimal | None:
         return Decimal(value)
     except InvalidOperation:
         return None
+
+
+def _difference(pre: CookItemScore, post: CookItemScore) -> Decimal | None:
+    before, after = _decimal(pre.score), _decimal(post.score)
+    return None if before is None or after is None else after - before
+
+
+def _share(count: int, total: int) -> str:
+    return f"{Decimal(100 * count) / total:.1f} %" if total else "—"
+
+
+FULL_LIST = (
+    "Every item's scores, {n} a side, are in the receipt JSON attached to this PDF (the hashed record);"
+    " the rows below are a reading aid."
+)
 
 
 def floor_note(lower: str, noise_floor: str) -> str:
@@ -97,31 +119,53 @@ class CookLayout(Layout):
     # 7
     def _items(self, p: CookReceiptPayload) -> None:
         pairs = list(zip(p.pre.items, p.post.items, strict=False))
-        note = f"{len(pairs)} items, base → cooked"
-        if len(pairs) > MAX_ITEM_ROWS:
-            note += f"; the first {MAX_ITEM_ROWS} shown"
-        self._section("Per-item scores", note)
-        w = self.out.width
-        rows = [self._item_row(pre, post) for pre, post in pairs[:MAX_ITEM_ROWS]]
-        self._table(
-            ["Item", "Base run", "Base", "Cooked run", "Cooked", "Δ"],
-            [24, (w - 72) / 2, 16, (w - 72) / 2, 16, 16],
-            rows,
-        )
-        hidden = len(pairs) - MAX_ITEM_ROWS
-        if hidden > 0:
-            self._pairs([("", f"… {hidden} more items in the attached JSON", False)])
+        n = len(pairs)
+        if n <= MAX_ITEM_ROWS:
+            self._section("Per-item scores", f"{thousands(n)} items, base → cooked")
+            self._item_table(pairs)
+        else:
+            deltas = [_difference(pre, post) for pre, post in pairs]
+            better = sum(1 for d in deltas if d is not None and d > 0)
+            worse = sum(1 for d in deltas if d is not None and d < 0)
+            same = sum(1 for d in deltas if d == 0)
+            self._section(
+                "Per-item scores",
+                f"{thousands(n)} items, base → cooked; a summary and {LOWEST_ROWS + FIRST_ROWS} of them",
+            )
+            self._pairs(
+                [
+                    ("Cooked higher", f"on {thousands(better)} items ({_share(better, n)})", False),
+                    ("Unchanged", f"on {thousands(same)} items ({_share(same, n)})", False),
+                    ("Cooked lower", f"on {thousands(worse)} items ({_share(worse, n)})", False),
+                    ("All items", FULL_LIST.format(n=thousands(n)), False),
+                ]
+            )
+            # Lowest difference first; ties (and unreadable scores, last) in eval-set order.
+            ranked = sorted(range(n), key=lambda i: (deltas[i] is None, deltas[i] or 0, i))[:LOWEST_ROWS]
+            self._section(
+                "Lowest differences", f"the {LOWEST_ROWS} items with the lowest cooked − base difference", keep=20
+            )
+            self._item_table([pairs[i] for i in ranked])
+            self._section("First items", f"the first {FIRST_ROWS} in eval-set order", keep=20)
+            self._item_table(pairs[:FIRST_ROWS])
         if len(p.pre.items) != len(p.post.items):
             self._pairs(
                 [("", f"The base side lists {len(p.pre.items)} items, the cooked side {len(p.post.items)}.", False)]
             )
 
+    def _item_table(self, pairs: Sequence[tuple[CookItemScore, CookItemScore]]) -> None:
+        w = self.out.width
+        self._table(
+            ["Item", "Base run", "Base", "Cooked run", "Cooked", "Δ"],
+            [24, (w - 72) / 2, 16, (w - 72) / 2, 16, 16],
+            [self._item_row(pre, post) for pre, post in pairs],
+        )
+
     @staticmethod
     def _item_row(pre: CookItemScore, post: CookItemScore) -> list[Cell]:
-        before, after = _decimal(pre.score), _decimal(post.score)
+        difference = _difference(pre, post)
         delta, colour = "—", MUTED
-        if before is not None and after is not None:
-            difference = after - before
+        if difference is not None:
             delta = signed(f"{difference:f}")
             colour = UP if difference > 0 else DOWN if difference < 0 else MUTED
         item = pre.item_id if pre.item_id == post.item_id else f"{pre.item_id} / {post.item_id}"
