@@ -28,6 +28,10 @@ P = f("math", "pass")
         ([P, f("policy", "flag", "high")], "propolis", "reject", False, "50.00", (1, 0, 0)),
         ([P, f("schema", "flag", "high")], "propolis", "reject", False, "50.00", (1, 0, 0)),
         ([f("structure", "flag", "high")], "propolis", "reject", False, "0.00", (1, 0, 0)),
+        # The Compute lane judges the hardware itself: a wrong GPU is not fixed by resubmitting.
+        ([P, f("gpu_spec", "flag", "high")], "propolis", "reject", False, "50.00", (1, 0, 0)),
+        ([P, f("measured_claims", "flag", "high")], "propolis", "reject", False, "50.00", (1, 0, 0)),
+        ([P, f("gpu_spec", "open", "high")], "propolis", "resubmit", False, "50.00", (1, 0, 0)),
         ([P, f("schema", "flag", "mid")], "jelly", "review", True, "50.00", (0, 1, 0)),
         ([P, f("math", "flag", None)], "propolis", "resubmit", False, "50.00", (1, 0, 0)),  # no tier: fail closed
         (

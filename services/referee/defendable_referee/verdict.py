@@ -16,8 +16,11 @@ Exact rule, in this order:
     jelly → review;
     propolis → reject if any high *flag* (not open) comes from a structure,
     schema or policy rule (the work is unusable as delivered, or the deal it
-    describes breaks a gate on the sheet's own figures); otherwise resubmit
-    (math and evidence flags, and open findings, are fixable by the agent).
+    describes breaks a gate on the sheet's own figures), or from any rule of
+    the Dataset or Compute lanes (those judge the delivered artifact itself —
+    its data, its hardware, its measured figures — which no rewrite of the
+    submission fixes); otherwise resubmit (math and evidence flags, and open
+    findings, are fixable by the agent).
 * **flags** = every unsatisfied finding as a RankedFlag, high → mid → low,
   ties kept in findings order (which is sheet rule order).
 
@@ -31,10 +34,14 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from defendable_canonical.model import Action, Finding, RankedFlag, RiskBreakdown, Severity, Tier, Verdict
+from defendable_referee.compute import params as compute_params
+from defendable_referee.dataset import params as dataset_params
 from defendable_referee.numeric import CONTEXT, fixed, round_half_up
 
 _RANK: dict[Tier, int] = {"high": 0, "mid": 1, "low": 2}
-_REJECTING_KINDS = frozenset({"structure", "schema", "policy"})
+_REJECTING_KINDS = (
+    frozenset({"structure", "schema", "policy"}) | frozenset(dataset_params.PARAMS) | frozenset(compute_params.PARAMS)
+)
 
 
 def tier_of(finding: Finding) -> Tier:
