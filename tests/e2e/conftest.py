@@ -160,14 +160,20 @@ AGENT_PROFILE: dict[str, Any] = {
 }
 
 
-async def create(client: AsyncClient, profile: dict[str, Any] | None = None) -> str:
+async def create(
+    client: AsyncClient,
+    profile: dict[str, Any] | None = None,
+    sheet: str = "cre_memo_dscr_ltv_v1@1.0.0",
+    lane: str = "agent_work",
+) -> str:
     """A run of `profile` (default AGENT_PROFILE): governance locks are per agent profile."""
     for attempt in range(50):  # the referee may still be starting on the first test
         try:
             return await client.create_run(
                 "Harbour Point refinancing",
-                "cre_memo_dscr_ltv_v1@1.0.0",
+                sheet,
                 profile or AGENT_PROFILE,
+                lane=lane,
                 assignment="Assess DSCR and LTV for the Harbour Point refinancing.",
             )
         except Exception as exc:  # 503 while the referee starts
