@@ -1,7 +1,8 @@
-"""`defendable` — canonicalise, hash and verify receipts; administer orgs.
+"""`defendable` — canonicalise, hash and verify receipts; probe compute runs; administer orgs.
 
 Exit codes: 0 success (for `verify`: every applicable check passed), 1 a check
-failed, 2 bad input or usage.
+failed, 2 bad input or usage; `probe` also: 3 collection failed, 4 the API refused
+or could not be reached.
 """
 
 from __future__ import annotations
@@ -134,6 +135,12 @@ def cmd_sheet_publish(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
 
 
+def cmd_probe(args: argparse.Namespace) -> int:
+    from defendable_cli.probe import probe  # numpy, the referee's parsers and the client load only here
+
+    return probe(args)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="defendable", description=__doc__.splitlines()[0] if __doc__ else None)
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +163,47 @@ def parser() -> argparse.ArgumentParser:
     pub = fsub.add_parser("publish", help="pin the hash of each new id@version in the directory's published.txt")
     pub.add_argument("directory", nargs="?", help="a library directory (default: the packaged library)")
     pub.set_defaults(func=cmd_sheet_publish)
+    pr = sub.add_parser(
+        "probe",
+        help="measure a compute run on this machine (GPU or CPU) and submit it; exit 3 collection, 4 API failed",
+        description="Collect nvidia-smi, DCGM, host facts, an MLPerf LoadGen run and a bandwidth triad on this"
+        " machine, and submit them as the evidence of a compute run. Without an NVIDIA GPU it submits a CPU"
+        " compute run, and says so. Exit codes: 0 done (the verdict is printed), 2 usage, 3 collection failed,"
+        " 4 the API refused or could not be reached.",
+    )
+    pr.add_argument("--url", help="the Defendable API (default: $DEFENDABLE_URL)")
+    pr.add_argument("--key", help="a submitter API key (default: $DEFENDABLE_SUBMITTER_KEY)")
+    pr.add_argument("--project", metavar="NAME", default="compute probe", help="the project the run belongs to")
+    pr.add_argument(
+        "--sheet",
+        metavar="ID@VERSION",
+        help="the Flight Sheet (default: compute_benchmark_score_validation_v1@1.0.0 on a GPU,"
+        " compute_cpu_benchmark_v1@1.0.0 without one)",
+    )
+    pr.add_argument(
+        "--duration",
+        metavar="SECONDS",
+        type=float,
+        default=20.0,
+        help="seconds of benchmark load, at least (default: 20)",
+    )
+    pr.add_argument(
+        "--min-samples-per-second",
+        metavar="RATE",
+        type=float,
+        help="the throughput target (default: the sheet's floor)",
+    )
+    pr.add_argument(
+        "--assignment", metavar="TEXT", default="", help="the assignment this run answers (default: the run id)"
+    )
+    pr.add_argument(
+        "--disk", metavar="PATH", type=Path, default=Path("."), help="where free disk is measured (default: .)"
+    )
+    pr.add_argument(
+        "--out", metavar="DIR", type=Path, help="keep every evidence file and submission.json here (new or empty)"
+    )
+    pr.add_argument("--no-submit", action="store_true", help="collect and check here only: no server needed")
+    pr.set_defaults(func=cmd_probe)
     a = sub.add_parser("admin", help="administer organisations and keys")
     asub = a.add_subparsers(dest="admin_command", required=True)
     o = asub.add_parser("create-org", help="create an org and print one API key per role")

@@ -69,8 +69,11 @@ async def open_resources() -> None:
 @app.after_shutdown
 async def close_resources() -> None:
     # Not on_shutdown, which FastStream runs while handlers still use them (docs/decisions.md).
-    await res.pool.close()
-    await res.blobs.close()
+    # A failed start may have opened neither: let its own error be the one reported.
+    if hasattr(res, "pool"):
+        await res.pool.close()
+    if hasattr(res, "blobs"):
+        await res.blobs.close()
 
 
 def utc_now() -> str:

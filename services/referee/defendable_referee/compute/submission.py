@@ -15,6 +15,10 @@ A Compute submission (each sheet's `required_output_schema`) is JSON:
       "notes": "free text without digits"
     }
 
+A run that used no GPU (compute_cpu_benchmark_v1) declares `"declared_hardware":
+{"gpu_count": 0, "cpu_model": "AMD EPYC 7R13", "logical_cpus": 2, "memory_gb": 25}` instead of
+the GPU fields, which a GPU run declares as before.
+
 `declared_hardware` and `run_window` are declarations: the sheets check them against the
 instrumentation. `evidence_files` gives each attached file its role (the parser it is
 read with; evidence.py). Every figure the submitter reports is a claim that names the
@@ -55,12 +59,35 @@ class RunWindow(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class DeclaredHardware(msgspec.Struct, frozen=True, kw_only=True):
-    gpu_model: str  # a key of gpu_specs.SPECS
+    """A GPU run declares every GPU field; a run on no GPU (`gpu_count` 0) declares the CPU fields.
+
+    The GPU fields' defaults exist only so that a CPU-only declaration decodes; a GPU
+    declaration that leaves one out is as malformed as it was when they were required."""
+
     gpu_count: int
-    memory_gb_per_gpu: int
-    driver_floor: str  # the oldest acceptable driver, "535" or "535.104.05"
-    cuda_floor: str  # the oldest acceptable CUDA, "12.2"
+    gpu_model: str = ""  # a key of gpu_specs.SPECS
+    memory_gb_per_gpu: int = 0
+    driver_floor: str = ""  # the oldest acceptable driver, "535" or "535.104.05"
+    cuda_floor: str = ""  # the oldest acceptable CUDA, "12.2"
     power_limit_w: float | None = None  # the limit the operator says they set
+    cpu_model: str | None = None  # a CPU-only run: /proc/cpuinfo's "model name"
+    logical_cpus: int | None = None  # a CPU-only run: the host's logical CPUs
+    memory_gb: int | None = None  # a CPU-only run: MemTotal in GB (10^9 bytes), rounded
+
+    def __post_init__(self) -> None:
+        gpu_missing = [name for name in _GPU_FIELDS if getattr(self, name) in ("", 0)]
+        if not gpu_missing:
+            return
+        cpu_missing = [name for name in _CPU_FIELDS if getattr(self, name) is None]
+        if self.gpu_count == 0 and not cpu_missing:
+            return
+        if self.gpu_count == 0:
+            raise ValueError(f"a run on no GPU (gpu_count 0) declares {', '.join(cpu_missing)}")
+        raise ValueError(f"a GPU run (gpu_count {self.gpu_count}) declares {', '.join(gpu_missing)}")
+
+
+_GPU_FIELDS = ("gpu_model", "memory_gb_per_gpu", "driver_floor", "cuda_floor")
+_CPU_FIELDS = ("cpu_model", "logical_cpus", "memory_gb")
 
 
 class Targets(msgspec.Struct, frozen=True, kw_only=True):
