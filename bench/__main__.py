@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
 
-`--only` (micro, baselines, pipeline, ledger, otlp, referee) measures just those parts, for quick
+`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset) measures just those parts, for quick
 before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
@@ -33,13 +33,14 @@ from defendable_stack.process import free_port, spawn
 from defendable_stack.servers import start_stack
 
 from .baselines import baselines
+from .dataset import dataset_sheets
 from .micro import micro
 from .otlp import otlp
 from .pipeline import full_runs, ledger_mints
 from .referee import referee_checks
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
-PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee"]
+PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
@@ -47,6 +48,11 @@ TARGETS = {
     "render_pdfs_per_s": 50,
     "cre_sheet_checks_per_s": 2_000,  # the slowest of the three CRE-lane sheets, one core
     "otlp_spans_per_s": 20_000,  # the slower of protobuf and JSON, one core
+}
+# Upper bounds (lower is better): the Dataset lane's seven sheets over a 1,000,000-row CSV, two cores.
+LIMITS = {
+    "dataset_seven_sheets_s": 30.0,
+    "dataset_peak_rss_gib": 1.5,
 }
 CRE_SHEETS = ("cre_memo_dscr_ltv_v1@1.0.0", "cre_memo_noi_cap_rate_v1@1.0.0", "fin_wacc_calculation_v1@1.0.0")
 RESULTS = Path(__file__).parent / "results"
@@ -104,6 +110,9 @@ def main() -> int:
     if "referee" in parts:
         print("bench: referee checks/s per Flight Sheet", flush=True)
         figures["referee"] = referee_checks(args.quick)
+    if "dataset" in parts:
+        print("bench: Dataset lane, seven sheets over one CSV (BENCH_DATASET_ROWS, default 1,000,000)", flush=True)
+        figures["dataset"] = dataset_sheets(args.quick)
     if parts & {"baselines", "pipeline", "ledger"}:
         figures |= stack_figures(parts, args.quick)
     if parts != set(PARTS):
@@ -192,6 +201,10 @@ def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
         "cre_sheet_checks_per_s": min(figures["referee"][k]["checks_per_s_cpu"] for k in CRE_SHEETS),
         "otlp_spans_per_s": figures["otlp"]["reached"],
     }
+    limited = {
+        "dataset_seven_sheets_s": figures["dataset"]["seven_sheets_s"],
+        "dataset_peak_rss_gib": figures["dataset"]["peak_rss_gib"],
+    }
     result = {
         "started_at": started,
         "quick": quick,
@@ -199,11 +212,14 @@ def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
         "targets": TARGETS,
         "reached": reached,
         "ratio_to_target": {k: reached[k] / TARGETS[k] for k in TARGETS},
+        "limits": LIMITS,
+        "measured": limited,
+        "within_limits": {k: limited[k] <= LIMITS[k] for k in LIMITS},
         **figures,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"reached": reached, "targets": TARGETS}, indent=2))
+    print(json.dumps({"reached": reached, "targets": TARGETS, "measured": limited, "limits": LIMITS}, indent=2))
     print(f"bench: wrote {RESULTS / 'latest.json'}")
     return 0
 
