@@ -17,12 +17,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from .checkpoint import Checkpoint, check_consistent, open_checkpoint, parse_checkpoint
 from .merkle import EMPTY_ROOT
-from .note import Ed25519Verifier, NoteError, Verifier, is_valid_key_name, key_id, parse_note, sign_note
+from .note import (
+    Ed25519SigningKey,
+    Ed25519Verifier,
+    NoteError,
+    Verifier,
+    key_id,
+    parse_note,
+    sign_note,
+)
 
 COSIGNATURE_V1 = 0x04  # signed-note §Signature types: timestamped Ed25519 witness cosignatures
 MAX_TIMESTAMP = (1 << 63) - 1  # tlog-cosignature §Format: MUST NOT exceed 2^63 - 1
@@ -63,35 +68,11 @@ class CosignatureVerifier(Ed25519Verifier):
         return self._verify_ed25519(cosigned_message(text, timestamp), signature[8:])
 
 
-class CosignatureSigner:
+class CosignatureSigner(Ed25519SigningKey):
     """A cosigner's Ed25519 key; each signature carries the timestamp it is given."""
 
-    __slots__ = ("_key", "_key_id", "_name", "_public")
-
-    def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
-        if not is_valid_key_name(name):
-            raise NoteError(f"invalid key name {name[:80]!r}")
-        self._name, self._key = name, private_key
-        self._public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self._key_id = cosigner_key_id(name, self._public)
-
-    @classmethod
-    def from_seed(cls, name: str, seed: bytes) -> CosignatureSigner:
-        if len(seed) != 32:
-            raise NoteError(f"Ed25519 seed for {name} is {len(seed)} bytes, not 32")
-        return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public
+    key_type: ClassVar[int] = COSIGNATURE_V1
+    __slots__ = ()
 
     def sign(self, text: bytes, timestamp: int) -> bytes:
         """The ``timestamped_signature``: u64 timestamp || Ed25519 over the cosigned message."""
@@ -105,9 +86,6 @@ class CosignatureSigner:
 
     def verifier(self) -> CosignatureVerifier:
         return CosignatureVerifier(self._name, self._public)
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner({self._name!r}, key id {self._key_id:08x})"
 
 
 class _TimestampedSigner:

@@ -268,7 +268,28 @@ def format_vkey(name: str, key_type: int, public_key: bytes) -> str:
     return f"{name}+{key_id(name, key_type, public_key):08x}+{material}"
 
 
-class Ed25519Verifier:
+class _NamedKey:
+    """What every note key shows: its name, its 4-byte key id and its raw public key."""
+
+    __slots__ = ()
+    _name: str
+    _key_id: int
+    _public: bytes
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def key_id(self) -> int:
+        return self._key_id
+
+    @property
+    def public_key(self) -> bytes:
+        return self._public
+
+
+class Ed25519Verifier(_NamedKey):
     """A known Ed25519 key of signature type ``key_type`` (0x01: signs the note text itself)."""
 
     key_type: ClassVar[int] = ED25519
@@ -291,18 +312,6 @@ class Ed25519Verifier:
         return cls(parsed.name, parsed.public_key)
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public
-
-    @property
     def vkey(self) -> str:
         return format_vkey(self._name, self.key_type, self._public)
 
@@ -322,9 +331,10 @@ class Ed25519Verifier:
         return f"{type(self).__name__}({self.vkey!r})"
 
 
-class Ed25519Signer:
-    """Signs note texts with an Ed25519 key (signature type 0x01)."""
+class Ed25519SigningKey(_NamedKey):
+    """An Ed25519 private key under a note key name; its key id is of type ``key_type``."""
 
+    key_type: ClassVar[int] = ED25519
     __slots__ = ("_key", "_key_id", "_name", "_public")
 
     def __init__(self, name: str, private_key: Ed25519PrivateKey) -> None:
@@ -332,16 +342,25 @@ class Ed25519Signer:
             raise NoteError(f"invalid key name {name[:80]!r}")
         self._name, self._key = name, private_key
         self._public = private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self._key_id = key_id(name, ED25519, self._public)
+        self._key_id = key_id(name, self.key_type, self._public)
 
     @classmethod
-    def from_seed(cls, name: str, seed: bytes) -> Ed25519Signer:
+    def from_seed(cls, name: str, seed: bytes) -> Self:
         if len(seed) != 32:
             raise NoteError(f"Ed25519 seed for {name} is {len(seed)} bytes, not 32")
         return cls(name, Ed25519PrivateKey.from_private_bytes(seed))
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._name!r}, key id {self._key_id:08x})"
+
+
+class Ed25519Signer(Ed25519SigningKey):
+    """Signs note texts with an Ed25519 key (signature type 0x01)."""
+
+    __slots__ = ()
+
     @classmethod
-    def from_skey(cls, skey: str) -> Ed25519Signer:
+    def from_skey(cls, skey: str) -> Self:
         """golang.org/x/mod/sumdb/note's signer key ``PRIVATE+KEY+<name>+<hex id>+<base64(0x01 || seed)>``."""
         parts = skey.split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"] or not _KEY_ID_HEX.fullmatch(parts[3]):
@@ -354,23 +373,8 @@ class Ed25519Signer:
             raise NoteError(f"signer key {parts[2]}+{parts[3]} does not match its key (id {signer.key_id:08x})")
         return signer
 
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def key_id(self) -> int:
-        return self._key_id
-
-    @property
-    def public_key(self) -> bytes:
-        return self._public
-
     def sign(self, text: bytes) -> bytes:
         return self._key.sign(text)
 
     def verifier(self) -> Ed25519Verifier:
         return Ed25519Verifier(self._name, self._public)
-
-    def __repr__(self) -> str:
-        return f"Ed25519Signer({self._name!r}, key id {self._key_id:08x})"
