@@ -76,6 +76,9 @@ FALLBACK_FACE = ("cjk", "", "WenQuanYiMicroHei.ttf.xz")
 _LOCK = threading.Lock()
 
 
+_SOFT_BREAKS = "_-./"  # where an over-long word may wrap before any other character
+
+
 class _Face:
     """A face parsed once: fpdf2's metrics object plus the decompiled font for cutting."""
 
@@ -565,6 +568,11 @@ class _Writer:
                         cut_width += measure(line[cut])
                         cut += 1
                     cut = max(cut, 1)
+                    # Prefer to break just after a separator (dataset_schema_validation,
+                    # DGX-H100_H100-SXM-80GBx1_TRT.json) than between two letters of a word.
+                    soft = max(line.rfind(c, 0, cut) for c in _SOFT_BREAKS) + 1
+                    if 0 < soft < cut and cut < len(line):
+                        cut = soft
                     out.append(line[:cut])
                     line = line[cut:]
                     line_width = measure(line)
