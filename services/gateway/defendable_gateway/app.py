@@ -181,6 +181,7 @@ def create_app(cfg: Settings | None = None) -> Litestar:
             routes.get_receipt,
             routes.share,
             routes.ledger_verify,
+            routes.ledger_keys,
             sheet_routes.list_flight_sheets,
             sheet_routes.get_flight_sheet,
             cook_routes.request_cook,

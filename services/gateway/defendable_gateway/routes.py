@@ -26,7 +26,7 @@ from litestar.plugins.problem_details import ProblemDetailsException
 from defendable_canonical import jcs
 from defendable_canonical.events import MAX_INLINE_EVIDENCE_BYTES, AttachEvidence, Command, CreateRun, Decide, Submit
 from defendable_canonical.model import AgentProfile, FlightSheetRef
-from defendable_canonical.subjects import LEDGER_VERIFY, REFEREE_FLIGHT_SHEET
+from defendable_canonical.subjects import LEDGER_KEYS, LEDGER_VERIFY, REFEREE_FLIGHT_SHEET
 from defendable_runtime.settings import Settings
 from defendable_runtime.storage import BlobStore, BlobTooLarge
 
@@ -580,6 +580,19 @@ async def share(token: str) -> ShareDoc:
         signature=msgspec.Raw(bytes(row["signature"])),
         links=[ShareLink(**link) for link in links],
     )
+
+
+@get(
+    "/.well-known/defendable-keys.json",
+    summary="Every public key the ledger has signed receipts with: the active one and the retired ones",
+)
+async def ledger_keys() -> Response[Any]:
+    try:
+        answer = await holder.res.bus.ask(LEDGER_KEYS, b"{}", 10.0)
+    except TimeoutError as exc:
+        raise problem(503, "the ledger did not answer; retry shortly") from exc
+    # Verifiers may cache it briefly; a rotation shows within the minute.
+    return Response(msgspec.Raw(answer), media_type="application/json", headers={"Cache-Control": "public, max-age=60"})
 
 
 @get("/ledger/verify", summary="The ledger verifies this org's chain over its own table", guards=[require_key])

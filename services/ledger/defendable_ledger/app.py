@@ -39,6 +39,7 @@ import os
 import secrets
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import msgspec
 from asyncpg import Pool
@@ -49,7 +50,8 @@ from nats.aio.msg import Msg
 
 from defendable_canonical.chain import ChainVerifier
 from defendable_canonical.events import Minted, event_decoder
-from defendable_canonical.subjects import LEDGER_VERIFY, check_token, event_filter
+from defendable_canonical.signature import b64url
+from defendable_canonical.subjects import LEDGER_KEYS, LEDGER_VERIFY, check_token, event_filter
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
@@ -156,13 +158,31 @@ async def hand_back(raws: list[Msg]) -> None:
 
 
 async def load_signer() -> Signer:
-    """LEDGER_SIGNING_KEY (base64 32-byte Ed25519 seed) in production; else a stored local key."""
-    configured = os.environ.get("LEDGER_SIGNING_KEY")
-    if configured:
-        return Signer.from_seed(base64.b64decode(configured))
-    fresh = Signer.generate()
+    """The signing key, published in ledger.public_keys before its first signature.
+
+    Production names it: LEDGER_SIGNING_KEY (base64 32-byte Ed25519 seed) or
+    LEDGER_SIGNING_KEY_FILE (a file holding that base64). Locally a key is generated once and
+    stored. Rotating means starting with another key: the old one stays published, retired.
+    """
+    signer = await _configured_signer()
     async with res.pool.acquire() as conn:
-        return Signer.from_seed(await store.load_or_create_seed(conn, fresh.seed(), fresh.kid))
+        if signer is None:
+            fresh = Signer.generate()
+            signer = Signer.from_seed(await store.load_or_create_seed(conn, fresh.seed(), fresh.kid))
+        await store.record_public_key(conn, signer.kid, b64url(signer.public))
+    return signer
+
+
+async def _configured_signer() -> Signer | None:
+    configured = os.environ.get("LEDGER_SIGNING_KEY")
+    if not configured and (path := os.environ.get("LEDGER_SIGNING_KEY_FILE")):
+        configured = (await asyncio.to_thread(Path(path).read_text)).strip()
+    if not configured:
+        return None
+    seed = base64.b64decode(configured, validate=True)
+    if len(seed) != 32:
+        raise SystemExit(f"the configured signing key is {len(seed)} bytes; an Ed25519 seed is 32 (base64)")
+    return Signer.from_seed(seed)
 
 
 def utc_now() -> str:
@@ -322,6 +342,29 @@ def minted_event(r: MintedReceipt, now: str) -> Minted:
 
 class VerifyRequest(msgspec.Struct, frozen=True):
     org_id: str
+
+
+@broker.subscriber(LEDGER_KEYS, queue="ledger")
+async def on_keys(msg: NatsMessage) -> bytes:
+    """The published key set: the key in use is active, every earlier one retired (still valid
+    for what it signed). Replicas share one table, so any replica answers the same."""
+    async with res.pool.acquire() as conn:
+        rows = await store.public_keys(conn)
+    active = res.signer.kid
+    return msgspec.json.encode(
+        {
+            "keys": [
+                {
+                    "kid": row["kid"],
+                    "alg": "Ed25519",
+                    "public_key": row["public_key"],
+                    "status": "active" if row["kid"] == active else "retired",
+                    "first_used_at": row["first_used_at"].isoformat(),
+                }
+                for row in rows
+            ]
+        }
+    )
 
 
 @broker.subscriber(LEDGER_VERIFY, queue="ledger")

@@ -12,6 +12,7 @@ bypassed, two writers cannot fork a chain or leave a gap —
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import msgspec
 from asyncpg import Connection
@@ -66,6 +67,15 @@ MIGRATIONS = [
         DROP CONSTRAINT receipts_approval_event_id_key,
         DROP CONSTRAINT receipts_share_token_key;
     ALTER TABLE ledger.receipts SET (toast_tuple_target = 8160);
+    """,
+    # Every public key this ledger has signed with: the newest in use is active, the rest
+    # retired but still published, so receipts signed before a rotation keep verifying.
+    """
+    CREATE TABLE ledger.public_keys (
+        kid text PRIMARY KEY,
+        public_key text NOT NULL,
+        first_used_at timestamptz NOT NULL DEFAULT now()
+    );
     """,
 ]
 
@@ -194,3 +204,17 @@ async def load_or_create_seed(conn: Connection, generate: bytes, kid: str) -> by
     )
     seed = await conn.fetchval("SELECT seed FROM ledger.signing_keys ORDER BY created_at, kid LIMIT 1")
     return bytes(seed)
+
+
+async def record_public_key(conn: Connection, kid: str, public_key: str) -> None:
+    """Publish the key this ledger signs with (once: a key keeps the time it was first used)."""
+    await conn.execute(
+        "INSERT INTO ledger.public_keys (kid, public_key) VALUES ($1, $2) ON CONFLICT (kid) DO NOTHING",
+        kid,
+        public_key,
+    )
+
+
+async def public_keys(conn: Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT kid, public_key, first_used_at FROM ledger.public_keys ORDER BY first_used_at, kid")
+    return [dict(r) for r in rows]
