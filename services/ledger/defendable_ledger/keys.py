@@ -1,7 +1,8 @@
 """Ed25519 signing of receipt hashes (`cryptography`). Signatures are envelope, never hashed.
 
-Key id: first 16 hex of SHA-256 over the raw public key. Issue #5 adds rotation,
-published key sets and checkpoints; this is the single active key.
+Key id: first 16 hex of SHA-256 over the raw public key. One key signs at a time; every
+key ever used is published (ledger.public_keys, GET /.well-known/defendable-keys.json),
+so a rotation leaves earlier receipts verifiable. Checkpoints (issue 5) are still to come.
 """
 
 from __future__ import annotations
