@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from defendable.client import AsyncClient
+from defendable.client import ApiError, AsyncClient
 from defendable_canonical.verification import all_passed, verify_document
 from defendable_gateway.admin import CreatedOrg, create_org
 
@@ -116,18 +116,38 @@ def say(step: str, detail: str) -> None:
     print(f"  {step:<10}{detail}", flush=True)
 
 
+REFEREE_START_S = 120.0  # a first start imports the lanes' engines (DuckDB, NumPy) before it answers
+
+
+async def create_run(submitter: AsyncClient) -> str:
+    """The demo's run, once the referee answers: /readyz covers the servers, not the referee,
+    which the gateway asks about the sheet (a 503 until it has loaded its library)."""
+    deadline = asyncio.get_running_loop().time() + REFEREE_START_S
+    waited = False
+    while True:
+        try:
+            return await submitter.create_run(
+                "Harbour Point refinancing",
+                SHEET,
+                {"model": "demo-agent-1", "harness": "defendable demo", "tools": ["calculator"], "runtime": "python"},
+                assignment="Assess DSCR and LTV for the Harbour Point refinancing against credit policy.",
+            )
+        except ApiError as exc:
+            if exc.status != 503 or asyncio.get_running_loop().time() >= deadline:
+                raise
+            if not waited:
+                say("referee", "starting: waiting for it to load the Flight Sheet library")
+                waited = True
+            await asyncio.sleep(0.5)
+
+
 async def push_run(base: Path, state: dict[str, Any]) -> int:
     gateway = state["gateway_url"]
     org = await demo_org(base, state["env"]["DATABASE_URL"], gateway)
     keys = {k.role: k.key for k in org.keys}
     submitter, approver = AsyncClient(gateway, keys["submitter"]), AsyncClient(gateway, keys["approver"])
     try:
-        run_id = await submitter.create_run(
-            "Harbour Point refinancing",
-            SHEET,
-            {"model": "demo-agent-1", "harness": "defendable demo", "tools": ["calculator"], "runtime": "python"},
-            assignment="Assess DSCR and LTV for the Harbour Point refinancing against credit policy.",
-        )
+        run_id = await create_run(submitter)
         say("run", f"{run_id}  (org {org.org_id})")
         for name, data in EVIDENCE.items():
             sent = await submitter.add_file(run_id, name, data)
