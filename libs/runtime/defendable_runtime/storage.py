@@ -8,7 +8,7 @@ so the key itself states what the bytes must hash to.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -130,60 +130,57 @@ class BlobStore:
             raise
         return hasher.hexdigest(), size, None
 
-    async def hash_object(self, key: str) -> tuple[str, int] | None:
-        """Re-read an object in chunks and hash it; None when it does not exist."""
+    async def _body(self, key: str) -> Any:
+        """The object's streaming body, or None when it does not exist."""
         try:
             obj = await self._client.get_object(Bucket=self.bucket, Key=key)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
+        return obj["Body"]
+
+    async def _hash_body(
+        self, body: Any, limit: int | None = None, sink: Callable[[bytes], object] | None = None
+    ) -> tuple[str, int]:
+        """Read `body` in chunks, hashing it (and handing each chunk to `sink`); closes it."""
         hasher = hashlib.sha256()
         size = 0
-        body = obj["Body"]
         try:
             async for chunk in body.iter_chunks(CHUNK):
-                hasher.update(chunk)
                 size += len(chunk)
+                if limit is not None and size > limit:
+                    raise BlobTooLarge(limit)
+                hasher.update(chunk)
+                if sink is not None:
+                    sink(chunk)
         finally:
             body.close()
         return hasher.hexdigest(), size
+
+    async def hash_object(self, key: str) -> tuple[str, int] | None:
+        """Re-read an object in chunks and hash it; None when it does not exist."""
+        body = await self._body(key)
+        return None if body is None else await self._hash_body(body)
 
     async def download(self, key: str, path: Path, limit: int) -> tuple[str, int] | None:
         """Stream an object into the file `path`, hashing it on the way: (sha256 hex, size), or
         None when it does not exist. Raises BlobTooLarge past `limit` bytes (the file is removed)."""
-        try:
-            obj = await self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        hasher = hashlib.sha256()
-        size = 0
-        body = obj["Body"]
+        body = await self._body(key)
+        if body is None:
+            return None
         try:
             with path.open("wb") as out:
-                async for chunk in body.iter_chunks(CHUNK):
-                    size += len(chunk)
-                    if size > limit:
-                        raise BlobTooLarge(limit)
-                    hasher.update(chunk)
-                    out.write(chunk)  # 1 MiB into the page cache: cheaper than a thread hop
+                # 1 MiB writes into the page cache: cheaper than a thread hop each.
+                return await self._hash_body(body, limit, out.write)
         except BaseException:
             path.unlink(missing_ok=True)  # noqa: ASYNC240  # a local temp file: microseconds
             raise
-        finally:
-            body.close()
-        return hasher.hexdigest(), size
 
     async def get_bytes(self, key: str) -> bytes | None:
-        try:
-            obj = await self._client.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise
-        body = obj["Body"]
+        body = await self._body(key)
+        if body is None:
+            return None
         try:
             data: bytes = await body.read()
         finally:
