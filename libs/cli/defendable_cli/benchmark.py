@@ -123,7 +123,7 @@ def run_loadgen(workload: Workload, outdir: Path, duration_s: float) -> dict[str
     attempts: list[dict[str, Any]] = []
     for _ in range(ATTEMPTS):
         kept.clear()
-        _start_test(lg, issue, outdir, expected, duration_s)
+        start_offline_test(lg, issue, outdir, expected, duration_s)
         summary = parse_summary((outdir / "mlperf_log_summary.txt").read_bytes())
         attempts.append({"expected_qps": expected, "validity": summary.validity})
         unmet = summary.fields.get("Min duration satisfied", "").upper() == "NO"
@@ -141,7 +141,10 @@ def run_loadgen(workload: Workload, outdir: Path, duration_s: float) -> dict[str
     }
 
 
-def _start_test(lg: Any, issue: Callable[[list[Any]], None], outdir: Path, expected: float, duration_s: float) -> None:
+def start_offline_test(
+    lg: Any, issue: Callable[[list[Any]], None], outdir: Path, expected: float, duration_s: float
+) -> None:
+    """One LoadGen Offline performance run over SAMPLES samples, its logs (no trace) in `outdir`."""
     sut = lg.ConstructSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(SAMPLES, SAMPLES, lambda indices: None, lambda indices: None)
     settings = lg.TestSettings()

@@ -18,11 +18,11 @@ import mlperf_loadgen as lg  # type: ignore[import-not-found]  # a compiled exte
 import numpy as np
 import pytest
 
+from defendable_cli.benchmark import SAMPLES, start_offline_test
 from defendable_referee.compute.mlperf import parse_detail, parse_summary
 
 from .kit import Bundle, claim, of_kind, run, series, submission, unsatisfied
 
-SAMPLES = 1024
 MIN_DURATION_MS = 2000
 
 
@@ -62,25 +62,8 @@ def loadgen_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rate = SAMPLES / (time.perf_counter() - started)
     kept.clear()
 
-    sut = lg.ConstructSUT(issue, lambda: None)
-    qsl = lg.ConstructQSL(SAMPLES, SAMPLES, lambda indices: None, lambda indices: None)
-    settings = lg.TestSettings()
-    settings.scenario = lg.TestScenario.Offline
-    settings.mode = lg.TestMode.PerformanceOnly
-    settings.offline_expected_qps = rate * 3  # more than it can do: the one query outlasts min_duration
-    settings.min_duration_ms = MIN_DURATION_MS
-    settings.min_query_count = 1
-    output = lg.LogOutputSettings()
-    output.outdir = str(out)
-    output.copy_summary_to_stdout = False
-    log_settings = lg.LogSettings()
-    log_settings.log_output = output
-    log_settings.enable_trace = False
-    try:
-        lg.StartTestWithLogSettings(sut, qsl, settings, log_settings)
-    finally:
-        lg.DestroyQSL(qsl)
-        lg.DestroySUT(sut)
+    # more than it can do: the one query outlasts min_duration
+    start_offline_test(lg, issue, out, expected=rate * 3, duration_s=MIN_DURATION_MS / 1000)
     return out
 
 
