@@ -355,12 +355,7 @@ class Dataset:
 
     def csv_scan(self, view: FileView, *, rejects: str = "") -> str:
         columns = "{" + ", ".join(f"{literal(n)}: 'VARCHAR'" for n in view.probe.columns) + "}"
-        store = (
-            f", store_rejects = true, rejects_table = {literal(rejects)}, rejects_scan = {literal(rejects + '_scan')},"
-            f" rejects_limit = {REJECTS_STORED}"
-            if rejects
-            else ""
-        )
+        store = _rejects_clause(rejects)
         return (
             f"read_csv({literal(str(view.path.resolve()))}, header = true, auto_detect = false, columns = {columns},"
             f" delim = {literal(view.entry.delimiter)}, quote = '\"', escape = '\"', strict_mode = true,"
@@ -370,12 +365,7 @@ class Dataset:
     def lines_scan(self, view: FileView, *, rejects: str = "") -> str:
         """A JSON Lines file as one VARCHAR `line` per record. \\x01 as the delimiter: a raw
         control character cannot occur inside valid JSON, so no valid line is split."""
-        store = (
-            f", store_rejects = true, rejects_table = {literal(rejects)}, rejects_scan = {literal(rejects + '_scan')},"
-            f" rejects_limit = {REJECTS_STORED}"
-            if rejects
-            else ""
-        )
+        store = _rejects_clause(rejects)
         return (
             f"read_csv({literal(str(view.path.resolve()))}, header = false, auto_detect = false,"
             f" columns = {{'line': 'VARCHAR'}}, delim = '\x01', quote = '', escape = '', strict_mode = true,"
@@ -562,3 +552,13 @@ def read_csv_header(path: Path, delimiter: str) -> list[str]:
     if twice:
         raise DatasetError(f"the header names column {twice[0]!r} twice")
     return names
+
+
+def _rejects_clause(rejects: str) -> str:
+    """read_csv options that keep rejected lines in the table `rejects` ("" keeps none)."""
+    if not rejects:
+        return ""
+    return (
+        f", store_rejects = true, rejects_table = {literal(rejects)}, rejects_scan = {literal(rejects + '_scan')},"
+        f" rejects_limit = {REJECTS_STORED}"
+    )
