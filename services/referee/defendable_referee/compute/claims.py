@@ -13,7 +13,7 @@ Granularity: one finding per claim (a pass when there are none, saying so).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -37,6 +37,9 @@ from defendable_referee.sheet import Rule, params_for
 
 class NotMeasured(Exception):
     """The metric cannot be derived from the evidence; the message says why."""
+
+
+P = TypeVar("P")  # what one evidence role parses to
 
 
 def check_measured_claims(rule: Rule, context: CheckContext) -> list[Finding]:
@@ -168,30 +171,27 @@ def _telemetry(pick: Callable[[WindowStats], float | None], what: str) -> Derive
     return derive
 
 
-def _summary(pick: Callable[[LoadgenSummary], float | None], what: str) -> Derive:
+def _parsed(role: str, kind: type[P], pick: Callable[[P], float | None], what: str) -> Derive:
+    """A figure read from the evidence playing `role`, parsed as `kind`."""
+
     def derive(context: CheckContext, grounds: Basis) -> float:
-        loaded = load(context, "benchmark_summary", LoadgenSummary)
+        loaded = load(context, role, kind)
         if loaded.value is None:
             raise NotMeasured(loaded.problem)
         value = pick(loaded.value)
         if value is None:
-            raise NotMeasured(f"benchmark_summary {loaded.name} reports no {what}")
+            raise NotMeasured(f"{role} {loaded.name} reports no {what}")
         return value
 
     return derive
+
+
+def _summary(pick: Callable[[LoadgenSummary], float | None], what: str) -> Derive:
+    return _parsed("benchmark_summary", LoadgenSummary, pick, what)
 
 
 def _serving(pick: Callable[[ServingResult], float | None], what: str) -> Derive:
-    def derive(context: CheckContext, grounds: Basis) -> float:
-        loaded = load(context, "serving_benchmark", ServingResult)
-        if loaded.value is None:
-            raise NotMeasured(loaded.problem)
-        value = pick(loaded.value)
-        if value is None:
-            raise NotMeasured(f"serving_benchmark {loaded.name} reports no {what}")
-        return value
-
-    return derive
+    return _parsed("serving_benchmark", ServingResult, pick, what)
 
 
 def _bandwidth(kernel: str) -> Derive:
