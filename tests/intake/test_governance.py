@@ -121,6 +121,7 @@ def test_default_policy_loads_and_its_hash_is_pinned() -> None:
 
 def test_policy_hash_is_sha256_of_the_rfc8785_form_of_the_file_value() -> None:
     import rfc8785  # an independent JCS implementation (a dev dependency: never skipped)
+
     value = json.loads(DEFAULT_POLICY.read_text())
     assert load_policy(DEFAULT_POLICY.read_bytes(), source="d").sha256 == sha256_digest(rfc8785.dumps(value))
 

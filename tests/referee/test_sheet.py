@@ -52,6 +52,7 @@ def test_every_gate_states_in_its_description_whether_its_bound_is_inclusive_or_
 
 def test_sheet_hash_is_sha256_of_the_rfc8785_form_of_the_file() -> None:
     import rfc8785  # an independent JCS implementation (a dev dependency: never skipped)
+
     expected = sha256_digest(rfc8785.dumps(sheet_json()))
     assert load_library().get(CRE_SHEET).sha256 == expected
 
