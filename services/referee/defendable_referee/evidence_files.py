@@ -22,13 +22,10 @@ from pathlib import Path
 from typing import Protocol
 
 from defendable_canonical.model import EvidenceRef
-from defendable_referee.compute import params as compute_params
-from defendable_referee.dataset import params as dataset_params
 from defendable_referee.evidence_reader import is_trail
-from defendable_referee.sheet import FlightSheet
+from defendable_referee.sheet import FILE_RULE_KINDS, FlightSheet
 from defendable_runtime.storage import BlobTooLarge, evidence_key
 
-FILE_RULE_KINDS = frozenset(dataset_params.PARAMS) | frozenset(compute_params.PARAMS)
 _SUFFIX = re.compile(r"\.[A-Za-z0-9]{1,10}(\.gz|\.zst)?$")  # engines infer formats from it; nothing else is kept
 
 

@@ -157,6 +157,8 @@ _PARAMS: dict[str, type[msgspec.Struct]] = {
 assert len(_PARAMS) == len(CORE_RULE_KINDS) + len(dataset_params.PARAMS) + len(compute_params.PARAMS)
 PARAMS_BY_KIND = _PARAMS  # public name for format_schema.py; one dict, so new kinds appear in both
 RULE_KINDS: tuple[str, ...] = tuple(_PARAMS)
+# The kinds whose rules compute from the evidence files themselves (the Dataset and Compute lanes).
+FILE_RULE_KINDS = frozenset(dataset_params.PARAMS) | frozenset(compute_params.PARAMS)
 
 
 class Rule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -34,14 +34,11 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 from defendable_canonical.model import Action, Finding, RankedFlag, RiskBreakdown, Severity, Tier, Verdict
-from defendable_referee.compute import params as compute_params
-from defendable_referee.dataset import params as dataset_params
 from defendable_referee.numeric import CONTEXT, fixed, round_half_up
+from defendable_referee.sheet import FILE_RULE_KINDS
 
 _RANK: dict[Tier, int] = {"high": 0, "mid": 1, "low": 2}
-_REJECTING_KINDS = (
-    frozenset({"structure", "schema", "policy"}) | frozenset(dataset_params.PARAMS) | frozenset(compute_params.PARAMS)
-)
+_REJECTING_KINDS = frozenset({"structure", "schema", "policy"}) | FILE_RULE_KINDS
 
 
 def tier_of(finding: Finding) -> Tier:
