@@ -358,6 +358,44 @@ class LaneUnlocked(Event, frozen=True, kw_only=True, tag=True):
     record: UnlockRecord
 
 
+# -- the transparency log (run_id: `tree_run_id(size)`; docs/transparency.md)
+
+
+def tree_run_id(size: int) -> str:
+    """The subject token of a checkpoint's events: one per (org, tree size)."""
+    return f"tree-{size}"
+
+
+class CheckpointSigned(Event, frozen=True, kw_only=True, tag=True):
+    """The ledger signed the org's log at `size`, after a mint batch (C2SP tlog-checkpoint)."""
+
+    origin: str
+    size: int
+    root_hash: str  # standard base64 of the 32-byte RFC 9162 root, as in the note
+    checkpoint: str  # the signed note, verbatim (log signature only)
+
+
+class CheckpointCosigned(Event, frozen=True, kw_only=True, tag=True):
+    """A witness checked `checkpoint` against the last one it cosigned and cosigned it."""
+
+    origin: str
+    size: int
+    witness: str  # the cosigner's key name
+    witness_vkey: str  # its C2SP vkey (type 0x04): for display; verifiers pin witness keys themselves
+    cosigned: str  # the checkpoint note with the witness's cosignature line (tlog-cosignature)
+
+
+class WitnessAlert(Event, frozen=True, kw_only=True, tag=True):
+    """A witness refused a checkpoint: a rewritten history or a fork shown to it."""
+
+    origin: str
+    size: int
+    witness: str
+    reason: str
+    held: str  # the checkpoint it had cosigned before, verbatim
+    offered: str  # the checkpoint it refused, verbatim
+
+
 AnyEvent = (
     RunCreated
     | EvidenceAttached
@@ -376,6 +414,9 @@ AnyEvent = (
     | LaneLocked
     | IncidentAcknowledged
     | LaneUnlocked
+    | CheckpointSigned
+    | CheckpointCosigned
+    | WitnessAlert
 )
 
 EVENT_NAMES: dict[type[Event], str] = {
@@ -396,7 +437,11 @@ EVENT_NAMES: dict[type[Event], str] = {
     LaneLocked: "lane_locked",
     IncidentAcknowledged: "incident_acknowledged",
     LaneUnlocked: "lane_unlocked",
+    CheckpointSigned: "checkpoint_signed",
+    CheckpointCosigned: "checkpoint_cosigned",
+    WitnessAlert: "witness_alert",
 }
+TRANSPARENCY_EVENTS = (CheckpointSigned, CheckpointCosigned, WitnessAlert)
 
 command_decoder: msgspec.json.Decoder[AnyCommand] = msgspec.json.Decoder(AnyCommand)
 event_decoder: msgspec.json.Decoder[AnyEvent] = msgspec.json.Decoder(AnyEvent)

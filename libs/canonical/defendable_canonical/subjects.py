@@ -17,6 +17,7 @@ DEAD_SUBJECTS = "dead.>"
 # Read-only questions answered by the owning service (NATS request-reply).
 LEDGER_VERIFY = "svc.ledger.verify"
 LEDGER_KEYS = "svc.ledger.keys"  # the published key set: every key the ledger signed with
+LEDGER_TLOG = "svc.ledger.tlog"  # checkpoints and Merkle proofs of an org's log (docs/transparency.md)
 REFEREE_FLIGHT_SHEET = "svc.referee.flight-sheet"
 REFEREE_FLIGHT_SHEETS = "svc.referee.flight-sheets"
 

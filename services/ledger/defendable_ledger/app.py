@@ -49,9 +49,10 @@ from faststream.nats.annotations import NatsMessage
 from nats.aio.msg import Msg
 
 from defendable_canonical.chain import ChainVerifier
-from defendable_canonical.events import Minted, event_decoder
+from defendable_canonical.events import CheckpointCosigned, Minted, event_decoder
 from defendable_canonical.signature import b64url
-from defendable_canonical.subjects import LEDGER_KEYS, LEDGER_VERIFY, check_token, event_filter
+from defendable_canonical.subjects import LEDGER_KEYS, LEDGER_TLOG, LEDGER_VERIFY, check_token, event_filter
+from defendable_canonical.tlog_api import DEFAULT_ORIGIN_PREFIX, TlogProblem, query_decoder
 from defendable_runtime import db
 from defendable_runtime.messaging import (
     RUNS,
@@ -68,7 +69,7 @@ from defendable_runtime.messaging import (
 from defendable_runtime.progress import hold, release
 from defendable_runtime.settings import from_env
 
-from . import store
+from . import store, tlog, tlog_store
 from .keys import Signer
 from .mint import (
     MINT_EVENT_NAMES,
@@ -92,6 +93,8 @@ BACKLOG = 2 * MINT_BATCH  # approvals waiting for the minter before the consumer
 MINT_BATCH_BYTES = 64 * 1024 * 1024  # of approval messages per transaction: ~15 of the largest cooks
 BACKLOG_BYTES = 2 * MINT_BATCH_BYTES
 PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
+# Inside every checkpoint: set once, before the first receipt (docs/transparency.md).
+LOG_ORIGIN_PREFIX = os.environ.get("LEDGER_LOG_ORIGIN", DEFAULT_ORIGIN_PREFIX)
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -101,6 +104,7 @@ app = FastStream(broker)
 class Resources:
     pool: Pool
     signer: Signer
+    log_keys: tlog.LogKeys
     waiting: list[tuple[Msg, MintRequest]]  # decoded approvals, in fetch order, not yet taken
     waiting_bytes: int  # the size of their messages
     arrived: asyncio.Event  # set when approvals join `waiting`
@@ -119,6 +123,8 @@ async def open_resources() -> None:
     res.pool = await db.create_pool(settings.database_url, max_size=8)
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     res.signer = await load_signer()
+    res.log_keys = tlog.LogKeys(res.signer, LOG_ORIGIN_PREFIX)
+    await backfill_logs()
     res.waiting, res.waiting_bytes, res.arrived, res.room = [], 0, asyncio.Event(), asyncio.Event()
     res.room.set()
     res.publishing = asyncio.Semaphore(PUBLISHING)
@@ -155,6 +161,18 @@ async def hand_back(raws: list[Msg]) -> None:
         for raw in raws:
             await raw.nak()
         await broker.config.connection_state.connection.flush()  # before the connection closes
+
+
+async def backfill_logs() -> None:
+    """Give every org whose receipts predate its log a log up to its head (once, at startup)."""
+    async with res.pool.acquire() as conn:
+        behind = await tlog_store.orgs_needing_backfill(conn)
+    for org_id, _ in behind:
+        async with res.pool.acquire() as conn, conn.transaction():
+            head_seq, _ = await store.lock_head(conn, org_id)
+            checkpoint = await tlog.backfill(conn, res.log_keys, org_id, head_seq)
+        log.info("org %s: log built up to its head, size %d", org_id, checkpoint.size)
+        await publish_events(broker, [tlog.checkpoint_event(checkpoint, utc_now())])
 
 
 async def load_signer() -> Signer:
@@ -271,7 +289,9 @@ def _minter_ended(task: asyncio.Task[None]) -> None:
         os._exit(70)
 
 
-MINT_OUTAGES = (*db.INFRA_ERRORS, store.StaleHead)  # waited out and retried, never dead-lettered
+# Waited out and retried, never dead-lettered. A log refusal (a checkpoint that would not
+# extend the last one signed: the node table was edited) is logged critical in mint_org.
+MINT_OUTAGES = (*db.INFRA_ERRORS, store.StaleHead, *tlog.LOG_REFUSALS)
 
 
 def start_minting(taken: list[tuple[Msg, MintRequest]]) -> tuple[asyncio.Event, asyncio.Task[bool]]:
@@ -298,16 +318,35 @@ async def mint(approvals: list[MintRequest], committed: asyncio.Event) -> None:
     for request in approvals:
         by_org[request.org_id].append(request)
     minted: list[MintedReceipt] = []
+    checkpoints: list[tlog.SignedCheckpoint] = []
     try:
         for org_id, batch in by_org.items():
-            minted += await mint_org(org_id, batch)
+            receipts, checkpoint = await mint_org(org_id, batch)
+            minted += receipts
+            if checkpoint is not None:
+                checkpoints.append(checkpoint)
     finally:
         committed.set()
     now = utc_now()
-    await publish_events(broker, [minted_event(r, now) for r in minted])  # atomic batches: an fsync each
+    events = [*(minted_event(r, now) for r in minted), *(tlog.checkpoint_event(c, now) for c in checkpoints)]
+    await publish_events(broker, events)  # atomic batches: an fsync each
 
 
-async def mint_org(org_id: str, approvals: list[MintRequest]) -> list[MintedReceipt]:
+async def mint_org(
+    org_id: str, approvals: list[MintRequest]
+) -> tuple[list[MintedReceipt], tlog.SignedCheckpoint | None]:
+    """Chain the batch and sign the log's checkpoint after it, in one transaction. A batch of
+    redeliveries only re-publishes the latest checkpoint (its event id dedups the copy)."""
+    try:
+        return await _mint_org(org_id, approvals)
+    except tlog.LOG_REFUSALS as exc:
+        log.critical("org %s: refusing to sign its next checkpoint, nothing minted: %s", org_id, exc)
+        raise
+
+
+async def _mint_org(
+    org_id: str, approvals: list[MintRequest]
+) -> tuple[list[MintedReceipt], tlog.SignedCheckpoint | None]:
     async with res.pool.acquire() as conn, conn.transaction():
         head_seq, head_hash = await store.lock_head(conn, org_id)
         existing = await store.minted_for(conn, org_id, [a.run_id for a in approvals])
@@ -320,7 +359,12 @@ async def mint_org(org_id: str, approvals: list[MintRequest]) -> list[MintedRece
         tokens = [secrets.token_urlsafe(24) for _ in fresh]  # 192 bits: unguessable share links
         new = chain_batch(head_seq, head_hash, fresh, utc_now(), res.signer.sign_all, tokens)
         await store.append(conn, org_id, head_seq, new)
-    return [*existing.values(), *new]
+        checkpoint: tlog.SignedCheckpoint | None
+        if new:
+            checkpoint = await tlog.extend_log(conn, res.log_keys, org_id, head_seq, [r.receipt_hash for r in new])
+        else:
+            checkpoint = await tlog.latest_signed(conn, res.log_keys, org_id)
+    return [*existing.values(), *new], checkpoint
 
 
 def minted_event(r: MintedReceipt, now: str) -> Minted:
@@ -350,9 +394,13 @@ async def on_keys(msg: NatsMessage) -> bytes:
     for what it signed). Replicas share one table, so any replica answers the same."""
     async with res.pool.acquire() as conn:
         rows = await store.public_keys(conn)
+        seen = await tlog_store.witnesses(conn)
     active = res.signer.kid
     return msgspec.json.encode(
         {
+            "origin_prefix": LOG_ORIGIN_PREFIX,
+            # Witnesses that cosigned here, for display: a verifier pins the ones it trusts.
+            "witnesses": [{"name": w["witness"], "vkey": w["vkey"]} for w in seen],
             "keys": [
                 {
                     "kid": row["kid"],
@@ -362,7 +410,7 @@ async def on_keys(msg: NatsMessage) -> bytes:
                     "first_used_at": row["first_used_at"].isoformat(),
                 }
                 for row in rows
-            ]
+            ],
         }
     )
 
@@ -380,3 +428,47 @@ async def on_verify(msg: NatsMessage) -> bytes:
         async for chunk in store.stream_chain(conn, request.org_id):
             verifier.feed(chunk)
     return msgspec.json.encode(verifier.report())
+
+
+@broker.subscriber(LEDGER_TLOG, queue="ledger")
+async def on_tlog(msg: NatsMessage) -> bytes:
+    """Checkpoints and proofs of an org's log (tlog_api.py), on one read-only snapshot."""
+    try:
+        query = query_decoder.decode(msg.body)
+        check_token(query.org_id, "org_id")
+    except (msgspec.ValidationError, msgspec.DecodeError, ValueError) as exc:
+        return msgspec.json.encode(TlogProblem(status=400, detail=f"bad log question: {exc}"))
+    async with res.pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        try:
+            answer = await tlog.answer(conn, res.log_keys, query)
+        except tlog.LOG_REFUSALS as exc:  # a node the log must have is gone: say so, loudly
+            log.critical("org %s: cannot answer %s: %s", query.org_id, type(query).__name__, exc)
+            answer = TlogProblem(status=500, detail=f"the log cannot prove this: {exc}")
+    return msgspec.json.encode(answer)
+
+
+cosignatures_in = durable_subscriber(
+    broker,
+    event_filter("checkpoint_cosigned"),
+    RUNS,
+    consumer("ledger-cosignatures"),
+    PullSub(batch_size=100, timeout=0.1, batch=True),
+)
+
+
+@cosignatures_in
+async def on_cosigned(msg: NatsBatchMessage) -> None:
+    """Keep each witness's cosignature with the checkpoint it cosigned, to serve with proofs."""
+    for raw in list(msg.raw_message):
+        try:
+            event = event_decoder.decode(raw.data)
+            if not isinstance(event, CheckpointCosigned):
+                raise Poison(f"expected CheckpointCosigned on {raw.subject}, got {type(event).__name__}")
+            async with res.pool.acquire() as conn, conn.transaction():
+                await tlog.store_cosignature(conn, res.log_keys, event)
+        except (msgspec.ValidationError, msgspec.DecodeError, ValueError, Poison) as exc:
+            log.warning("refused a cosignature: %s", exc)
+            await dead_letter(broker, SERVICE, raw, f"unusable cosignature: {exc}")
+            await raw.term()
+            continue
+        await raw.ack()

@@ -2,7 +2,8 @@
 
 Key id: first 16 hex of SHA-256 over the raw public key. One key signs at a time; every
 key ever used is published (ledger.public_keys, GET /.well-known/defendable-keys.json),
-so a rotation leaves earlier receipts verifiable. Checkpoints (issue 5) are still to come.
+so a rotation leaves earlier receipts verifiable. The same key signs each org's checkpoints
+(tlog.LogKeys), under that org's log origin as its note key name.
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class Signer:
     @classmethod
     def generate(cls) -> Signer:
         return cls(Ed25519PrivateKey.generate())
+
+    @property
+    def private_key(self) -> Ed25519PrivateKey:
+        return self._key
 
     def seed(self) -> bytes:
         return raw_private(self._key)

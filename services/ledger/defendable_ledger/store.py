@@ -21,6 +21,7 @@ from defendable_canonical.digest import GENESIS_HASH
 from defendable_canonical.model import Signature, StoredReceipt
 
 from .mint import MintedReceipt, minted_event_id
+from .tlog_store import MIGRATIONS as TLOG_MIGRATIONS
 
 SCHEMA = "ledger"
 MIGRATIONS = [
@@ -77,6 +78,7 @@ MIGRATIONS = [
         first_used_at timestamptz NOT NULL DEFAULT now()
     );
     """,
+    *TLOG_MIGRATIONS,  # each org's Merkle log beside its chain (tlog_store.py)
 ]
 
 _sig_decoder = msgspec.json.Decoder(Signature)
