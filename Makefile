@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up down status test lint typecheck check bench clean
+.PHONY: help install browser demo up down status test lint typecheck check bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 	@$(BIN)/python -m pip install -q -e '.[stack,dev]'
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP) ## Create .venv and install the project with its servers and test tools
+install: $(STAMP) browser ## Create .venv and install the project with its servers and test tools
+
+browser: ## Install Debian's Chromium for the receipt page's browser tests, unless it is there
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 demo: install ## Start the local stack and push one real Agent Work run through it
 	@$(BIN)/python -m defendable_stack demo
