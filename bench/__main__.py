@@ -1,6 +1,6 @@
 """`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
 
-`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset) measures just those parts, for quick
+`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset, proofs) measures just those parts, for quick
 before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
@@ -37,10 +37,11 @@ from .dataset import dataset_sheets
 from .micro import micro
 from .otlp import otlp
 from .pipeline import full_runs, ledger_mints
+from .proofs import proofs
 from .referee import referee_checks
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
-PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset"]
+PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset", "proofs"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
@@ -107,6 +108,9 @@ def main() -> int:
     if "otlp" in parts:
         print("bench: OTLP ingest spans/s (decode, normalise, hash)", flush=True)
         figures["otlp"] = otlp(args.quick)
+    if "proofs" in parts:
+        print("bench: proofs verified/s (Python verifier)", flush=True)
+        figures["proofs"] = proofs(args.quick)
     if "referee" in parts:
         print("bench: referee checks/s per Flight Sheet", flush=True)
         figures["referee"] = referee_checks(args.quick)

@@ -19,6 +19,7 @@ import msgspec
 
 from defendable.client import ApiError, AsyncClient
 from defendable_canonical.verification import all_passed, verify_document
+from defendable_canonical.verify_transparency import Trust, parse_key_set
 from defendable_gateway.admin import CreatedOrg, create_org
 
 SHEET = "cre_memo_dscr_ltv_v1@1.0.0"
@@ -168,7 +169,8 @@ async def push_run(base: Path, state: dict[str, Any]) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(pdf.content)
         shared = (await submitter.get(receipt["links"]["share"].removeprefix(gateway))).json()
-        checks = verify_document(shared)
+        key_set = (await submitter.get("/.well-known/defendable-keys.json")).content
+        checks = verify_document(shared, Trust(keys=parse_key_set(key_set), source="this stack's key set"))
         say("verified", ", ".join(f"{c.name} {c.outcome}" for c in checks))
         print(f"receipt: {receipt['receipt_hash']}")
         print(f"share: {receipt['links']['share']}")

@@ -17,6 +17,7 @@ from defendable_gateway.admin import create_org
 from defendable_stack.servers import Stack
 
 from .conftest import Services, checked_run, key
+from .trust import outcomes, shared_checks
 
 
 async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_its_share_link(
@@ -45,11 +46,12 @@ async def test_an_approved_run_gets_a_signed_chained_receipt_that_verifies_from_
     assert payload["schema"] == "defendablecloud.eval-receipt/v1"
     assert "signature" not in payload and "share_token" not in str(payload)
 
-    async with httpx.AsyncClient() as anonymous:
-        shared = (await anonymous.get(receipt["links"]["share"])).json()
-    checks = verify_document(shared)
+    shared, checks = await shared_checks(receipt["links"]["share"])
     assert all_passed(checks), checks
-    assert {c.name: c.outcome for c in checks}["chain links"] == "PASS"
+    seen = outcomes(checks)
+    assert seen["inclusion proof (RFC 9162)"] == seen["checkpoint signature (log key)"] == "PASS"
+    assert seen["signing key known"] == seen["log origin"] == "PASS"
+    assert shared["transparency"]["leaf_index"] == 0 and "links" not in shared
 
     cli = await asyncio.to_thread(
         subprocess.run,

@@ -66,7 +66,7 @@ async def test_another_orgs_keys_get_404s_indistinguishable_from_a_missing_run(
     assert {r["run_id"] for r in (await submitter.get("/runs")).json()["runs"]} == {minted, pending}
 
 
-async def test_each_org_verifies_only_its_own_chain_and_a_share_link_shows_only_its_own_links(
+async def test_each_org_verifies_only_its_own_chain_and_a_share_link_proves_only_its_own_log(
     submitter: AsyncClient, approver: AsyncClient, intruder: tuple[CreatedOrg, AsyncClient], services: Services
 ) -> None:
     _, them = intruder
@@ -95,6 +95,10 @@ async def test_each_org_verifies_only_its_own_chain_and_a_share_link_shows_only_
         first = await anonymous.get(ours[0]["links"]["share"])
         second = await anonymous.get(ours[1]["links"]["share"])
     assert first.status_code == second.status_code == 200
-    assert [link["receipt_hash"] for link in first.json()["links"]] == [ours[0]["receipt_hash"]]
-    assert [link["receipt_hash"] for link in second.json()["links"]] == [r["receipt_hash"] for r in ours]
+    origin = first.json()["transparency"]["origin"]
+    assert origin.endswith("/" + ours[0]["payload"]["org_id"]) and origin == second.json()["transparency"]["origin"]
+    assert [d.json()["transparency"]["leaf_index"] for d in (first, second)] == [0, 1]
+    # A stranger sees this receipt and a proof of it, never a later receipt of the org (the
+    # second names the first only as its parent, inside its own payload).
+    assert ours[1]["receipt_hash"] not in first.text
     assert theirs["receipt_hash"] not in first.text + second.text

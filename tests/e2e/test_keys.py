@@ -15,9 +15,10 @@ from typing import Any
 import httpx
 
 from defendable.client import AsyncClient
-from defendable_canonical.verification import all_passed, verify_document
+from defendable_canonical.verification import all_passed
 
 from .conftest import Services, checked_run
+from .trust import outcomes, shared_checks
 
 KEYS = "/.well-known/defendable-keys.json"
 
@@ -60,8 +61,12 @@ async def test_the_key_set_names_the_signing_key_and_keeps_a_rotated_one_as_reti
         keys = {k["kid"]: k for k in await asyncio.to_thread(key_set, services)}
         assert keys[new_kid]["status"] == "active" and keys[old_kid]["status"] == "retired"
         assert keys[old_kid]["public_key"] == before["signature"]["public_key"]
-        shared = (await submitter.get(before["links"]["share"].removeprefix(services.base_url))).json()
-        assert all_passed(verify_document(shared))  # signed before the rotation, still verifies
+        # Signed before the rotation, it still verifies: the key set keeps the old key, and the
+        # proof's checkpoint, signed after it by the new key, verifies with that one.
+        _, checks = await shared_checks(before["links"]["share"])
+        assert all_passed(checks), checks
+        seen = outcomes(checks)
+        assert seen["signing key known"] == seen["log key known"] == seen["checkpoint signature (log key)"] == "PASS"
     finally:
         await asyncio.to_thread(services.stop, "ledger")
         services.start("ledger")  # back to the stored local key for the rest of the suite

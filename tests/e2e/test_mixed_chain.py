@@ -17,7 +17,6 @@ import sys
 import time
 from typing import TypedDict
 
-import httpx
 import nats
 import pytest
 from nats.aio.client import Client as Nats
@@ -38,12 +37,13 @@ from defendable_canonical.incident import UNLOCK_RECEIPT_SCHEMA
 from defendable_canonical.model import COOK_RECEIPT_SCHEMA, EVAL_RECEIPT_SCHEMA, INCIDENT_RECEIPT_SCHEMA
 from defendable_canonical.sample import sample_cook_body, sample_incident_body, sample_unlock_record
 from defendable_canonical.subjects import RUNS_STREAM, event_subject
-from defendable_canonical.verification import all_passed, verify_document
+from defendable_canonical.verification import all_passed
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
 from .conftest import checked_run
 from .test_crash_ledger import SETTLE_S, receipt_rows, verified_chain, wait_for_receipts
+from .trust import outcomes, shared_checks
 
 NOW = "2026-01-02T03:04:05.000Z"
 
@@ -156,11 +156,10 @@ async def test_cook_incident_and_unlock_receipts_chain_with_an_eval_receipt_and_
             links = doc["links"]
             assert isinstance(links, dict)
             share = str(links["share"])
-            async with httpx.AsyncClient() as anonymous:
-                shared = (await anonymous.get(share)).json()
-            checks = verify_document(shared)
+            shared, checks = await shared_checks(share)
             assert all_passed(checks), checks
-            assert {c.name: c.outcome for c in checks}["chain links"] == "PASS"
+            assert outcomes(checks)["inclusion proof (RFC 9162)"] == "PASS"
+            assert shared["transparency"]["leaf_index"] == seq - 1
             cli = await asyncio.to_thread(
                 subprocess.run,
                 [sys.executable, "-m", "defendable_cli.main", "verify", "--share", share],

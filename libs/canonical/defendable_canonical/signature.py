@@ -8,6 +8,7 @@ match its kid is refused before any curve maths.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -24,6 +25,18 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def b64url_strict(text: str) -> bytes:
+    """base64url without padding, canonical only: ``b64url(result) == text``, so a key or a
+    signature has one spelling and a changed character never decodes to the same bytes."""
+    try:
+        raw = b64url_decode(text)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"not base64url: {text[:40]!r}") from exc
+    if b64url(raw) != text:
+        raise ValueError(f"not canonical base64url: {text[:40]!r}")
+    return raw
+
+
 def key_id(public: bytes) -> str:
     return hashlib.sha256(public).hexdigest()[:16]
 
@@ -31,8 +44,8 @@ def key_id(public: bytes) -> str:
 def verify_signature(signature: Signature, receipt_hash: str) -> str | None:
     """None when valid, else the reason."""
     try:
-        public = b64url_decode(signature.public_key)
-        sig = b64url_decode(signature.sig)
+        public = b64url_strict(signature.public_key)
+        sig = b64url_strict(signature.sig)
         message = bytes.fromhex(digest_hex(receipt_hash))
     except ValueError as exc:
         return f"malformed signature: {exc}"

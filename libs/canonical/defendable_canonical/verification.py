@@ -5,11 +5,15 @@ pass). The hash is recomputed over the RFC 8785 form of the *parsed* payload,
 so a document that was pretty-printed or re-saved still verifies. A receipt of
 any kind (eval, cook, incident, unlock) verifies the same way; its `schema`
 must name one of them, and the payload must be what that schema says.
+
+Given a `verify_transparency.Trust` (the ledger's key set, a witness policy), it also checks
+that the signing key is a published one and, when the document carries a `transparency`
+member, the receipt's inclusion in its org's witnessed log (`verify_transparency.py`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -20,6 +24,9 @@ from .model import ChainLink, Signature
 from .receipt import PAYLOAD_TYPES
 from .signature import verify_signature
 
+if TYPE_CHECKING:
+    from .verify_transparency import Trust
+
 Outcome = Literal["PASS", "FAIL", "SKIPPED"]
 
 
@@ -29,9 +36,28 @@ class Check(msgspec.Struct, frozen=True):
     detail: str
 
 
-def verify_document(doc: Any) -> list[Check]:
+class _StrictSignature(Signature, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The signature envelope as the ledger writes it: a renamed member is not ignored."""
+
+
+def verify_document(doc: Any, trust: Trust | None = None) -> list[Check]:
+    """Every check of the document. Without ``trust`` the signature is checked against the key
+    it carries only, and a proof (if any) against that key, with no witness policy."""
+    from .verify_transparency import NO_TRUST, signing_key_check, transparency_checks  # imports this module
+
     if not isinstance(doc, dict) or "payload" not in doc or "receipt_hash" not in doc:
         return [Check("document", "FAIL", "not a receipt document: needs `receipt_hash` and `payload`")]
+    checks, digest = _receipt_checks(doc)
+    if digest is None:
+        return checks
+    trust = trust or NO_TRUST
+    at = next((i + 1 for i, c in enumerate(checks) if c.name == "signature (Ed25519)"), len(checks))
+    checks.insert(at, signing_key_check(doc.get("signature"), trust))
+    return checks + transparency_checks(doc, digest, trust)
+
+
+def _receipt_checks(doc: dict[str, Any]) -> tuple[list[Check], str | None]:
+    """The receipt's own checks, and the digest of its canonical payload (None: it has none)."""
     claimed = str(doc["receipt_hash"])
     payload = doc["payload"]
     checks: list[Check] = []
@@ -40,7 +66,7 @@ def verify_document(doc: Any) -> list[Check]:
     try:
         digest = sha256_digest(canonicalize(payload))
     except CanonicalError as exc:
-        return [Check("canonical form (RFC 8785)", "FAIL", str(exc))]
+        return [Check("canonical form (RFC 8785)", "FAIL", str(exc))], None
     checks.append(Check("canonical form (RFC 8785)", "PASS", "payload canonicalises"))
     if digest == claimed:
         checks.append(Check("receipt hash", "PASS", f"SHA-256 of the canonical payload is {claimed}"))
@@ -56,7 +82,7 @@ def verify_document(doc: Any) -> list[Check]:
         checks.append(Check("signature (Ed25519)", "FAIL", "no signature: every receipt is signed"))
     else:
         try:
-            signature = msgspec.convert(raw_sig, Signature)
+            signature = msgspec.convert(raw_sig, _StrictSignature)
         except msgspec.ValidationError as exc:
             checks.append(Check("signature (Ed25519)", "FAIL", f"malformed signature: {exc}"))
         else:
@@ -75,12 +101,12 @@ def verify_document(doc: Any) -> list[Check]:
         checks.append(Check("chain links", "SKIPPED", "this document carries no chain links"))
         if seq == 1 and parent != GENESIS_HASH:
             checks.append(Check("genesis", "FAIL", f"seq 1 must have parent {GENESIS_HASH}"))
-        return checks
+        return checks, digest
     try:
         links = msgspec.convert(raw_links, list[ChainLink])
     except msgspec.ValidationError as exc:
         checks.append(Check("chain links", "FAIL", f"malformed links: {exc}"))
-        return checks
+        return checks, digest
     bad = verify_links(links, claimed)
     if bad is not None:
         checks.append(Check("chain links", "FAIL", bad.reason))
@@ -88,7 +114,7 @@ def verify_document(doc: Any) -> list[Check]:
         checks.append(Check("chain links", "FAIL", f"the last link does not match the payload's seq {seq} and parent"))
     else:
         checks.append(Check("chain links", "PASS", f"{len(links)} links from genesis to seq {seq}"))
-    return checks
+    return checks, digest
 
 
 def _schema_check(payload: Any) -> Check:

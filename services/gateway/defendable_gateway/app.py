@@ -38,7 +38,17 @@ from defendable_runtime.progress import holding
 from defendable_runtime.settings import Settings, from_env
 from defendable_runtime.storage import BlobStore
 
-from . import cook_routes, incident_routes, routes, sheet_routes, store, trace_routes
+from . import (
+    cook_routes,
+    export_routes,
+    incident_routes,
+    receipt_page,
+    routes,
+    sheet_routes,
+    store,
+    tlog_routes,
+    trace_routes,
+)
 from .waiters import waiters
 
 log = logging.getLogger("defendable.gateway")
@@ -179,9 +189,12 @@ def create_app(cfg: Settings | None = None) -> Litestar:
             routes.list_runs,
             routes.run_receipt,
             routes.get_receipt,
-            routes.share,
+            receipt_page.receipt_page,
+            receipt_page.static_asset,
             routes.ledger_verify,
             routes.ledger_keys,
+            export_routes.ledger_export,
+            *tlog_routes.TLOG_ROUTES,
             sheet_routes.list_flight_sheets,
             sheet_routes.get_flight_sheet,
             cook_routes.request_cook,

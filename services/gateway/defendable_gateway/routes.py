@@ -41,8 +41,6 @@ from .schemas import (
     ReceiptDoc,
     ReceiptLinks,
     RunAccepted,
-    ShareDoc,
-    ShareLink,
 )
 from .uploads import MultipartFile, UploadError
 from .waiters import MAX_WAIT_S, RECHECK_S, waiters
@@ -565,20 +563,6 @@ async def get_receipt(request: Request[Any, Any, Any], ref: str) -> Response[Any
         data,
         media_type="application/pdf",
         headers={"Content-Disposition": f'inline; filename="receipt-{receipt_hash[7:23]}.pdf"'},
-    )
-
-
-@get("/share/{token:str}", summary="A shared receipt with its chain links (no auth)")
-async def share(token: str) -> ShareDoc:
-    row = await store.get_receipt_by_token(holder.res.pool, token) if _TOKEN.fullmatch(token) else None
-    if row is None:
-        raise problem(404, "no receipt is shared under this link")
-    links = await store.links_to(holder.res.pool, row["org_id"], row["seq"])
-    return ShareDoc(
-        receipt_hash=row["receipt_hash"],
-        payload=msgspec.Raw(bytes(row["payload"])),
-        signature=msgspec.Raw(bytes(row["signature"])),
-        links=[ShareLink(**link) for link in links],
     )
 
 

@@ -77,19 +77,22 @@ class ReceiptDoc(msgspec.Struct, frozen=True, kw_only=True):
     rendered: bool
 
 
-class ShareLink(msgspec.Struct, frozen=True, kw_only=True):
-    seq: int
-    receipt_hash: str
-    parent_hash: str
+class ShareTransparency(msgspec.Struct, frozen=True, kw_only=True):
+    origin: str
+    leaf_index: int
+    tree_size: int
+    proof: str  # c2sp.org/tlog-proof@v1: extra, index, inclusion hashes, cosigned checkpoint
 
 
 class ShareDoc(msgspec.Struct, frozen=True, kw_only=True):
     receipt_hash: str
     payload: msgspec.Raw
     signature: msgspec.Raw
-    links: list[ShareLink]
+    transparency: ShareTransparency
     how_to_verify: str = (
-        "Recompute sha256 over the RFC 8785 canonical JSON of `payload`; it must equal `receipt_hash`. "
-        "Each link's parent_hash must equal the previous link's receipt_hash, from the genesis parent "
-        "sha256:000…0 at seq 1 to this receipt. `defendable verify --share URL` does all of it."
+        "Recompute sha256 over the RFC 8785 canonical JSON of `payload`; it must equal `receipt_hash`, "
+        "and `signature` must verify over its 32 bytes with a key of /.well-known/defendable-keys.json. "
+        "`transparency.proof` (C2SP tlog-proof) proves leaf seq-1 of the org's log is this receipt, "
+        "under a checkpoint signed by that key and cosigned by witnesses. `defendable verify URL` "
+        "does all of it; so does /r/<token> in a browser."
     )

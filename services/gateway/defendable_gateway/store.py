@@ -16,6 +16,7 @@ import msgspec
 from asyncpg import Connection, Pool
 
 from defendable_canonical.events import (
+    TRANSPARENCY_EVENTS,
     AnyEvent,
     Approved,
     Checked,
@@ -233,16 +234,6 @@ async def get_receipt_by_token(pool: Pool, token: str) -> dict[str, Any] | None:
     return None if row is None else dict(row)
 
 
-async def links_to(pool: Pool, org_id: str, seq: int) -> list[dict[str, Any]]:
-    rows = await pool.fetch(
-        """SELECT seq, receipt_hash, parent_hash FROM gateway.receipts
-           WHERE org_id = $1 AND seq <= $2 ORDER BY seq""",
-        org_id,
-        seq,
-    )
-    return [dict(r) for r in rows]
-
-
 # ------------------------------------------------------------------ the read model fold
 
 
@@ -263,6 +254,8 @@ async def _advance(conn: Connection, org_id: str, run_id: str, stage: str, sets:
 
 
 async def apply_event(conn: Connection, event: AnyEvent) -> None:
+    if isinstance(event, TRANSPARENCY_EVENTS):  # the ledger keeps checkpoints; nothing to fold
+        return
     if cook_store.is_cook(event.run_id):  # cooks fold into their own table
         await cook_store.apply_event(conn, event)
         return
