@@ -11,16 +11,13 @@ import argparse
 import asyncio
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
 from defendable_canonical.digest import sha256_digest
 from defendable_canonical.jcs import CanonicalError, canonicalize_json
-from defendable_canonical.verification import Check, all_passed, verify_document
+from defendable_cli import audit, verify_cmd
 
 MAX_INPUT = 64 * 1024 * 1024
 
@@ -61,43 +58,11 @@ def cmd_hash(args: argparse.Namespace) -> int:
     return 0
 
 
-def fetch(url: str) -> bytes:
-    if not url.startswith(("http://", "https://")):
-        raise CliError(f"--share needs an http(s) URL, got {url[:100]!r}")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})  # noqa: S310  # scheme checked
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310  # scheme checked above
-            data: bytes = response.read(MAX_INPUT + 1)
-            return data
-    except urllib.error.HTTPError as exc:
-        raise CliError(f"{url} answered HTTP {exc.code}") from exc
-    except (urllib.error.URLError, TimeoutError) as exc:
-        raise CliError(f"cannot fetch {url}: {exc}") from exc
-
-
-SYMBOL = {"PASS": "✔ PASS   ", "FAIL": "✘ FAIL   ", "SKIPPED": "– SKIPPED"}
-
-
-def print_checks(checks: list[Check], receipt_hash: str) -> None:
-    print(f"receipt {receipt_hash}")
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        print(f"  {SYMBOL[c.outcome]}  {c.name.ljust(width)}  {c.detail}")
-
-
 def cmd_verify(args: argparse.Namespace) -> int:
-    if bool(args.share) == bool(args.file):
-        raise CliError("give a FILE or --share URL (one of them)")
-    data = fetch(args.share) if args.share else read_input(args.file)
     try:
-        doc: Any = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise CliError(f"not JSON: {exc}") from exc
-    checks = verify_document(doc)
-    print_checks(checks, str(doc.get("receipt_hash", "?")) if isinstance(doc, dict) else "?")
-    ok = all_passed(checks)
-    print("verified: every applicable check passed" if ok else "NOT VERIFIED: see the failed checks above")
-    return 0 if ok else 1
+        return verify_cmd.run(args)
+    except verify_cmd.UnusableInput as exc:
+        raise CliError(str(exc)) from exc
 
 
 def cmd_create_org(args: argparse.Namespace) -> int:
@@ -150,9 +115,13 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hash", help="print sha256:<hex> of the canonical form")
     h.add_argument("file", nargs="?")
     h.set_defaults(func=cmd_hash)
-    v = sub.add_parser("verify", help="verify a receipt file or a share link; exit 0 only if all checks pass")
-    v.add_argument("file", nargs="?", help="a receipt or share document saved to disk (- for stdin)")
-    v.add_argument("--share", metavar="URL", help="a public share URL (/share/<token>)")
+    v = sub.add_parser(
+        "verify",
+        help="verify a receipt, share link, proof package or exported chain offline; exit 0 only if all checks pass",
+        description=verify_cmd.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verify_cmd.add_arguments(v)
     v.set_defaults(func=cmd_verify)
     f = sub.add_parser("flight-sheet", help="check and publish Flight Sheets")
     fsub = f.add_subparsers(dest="sheet_command", required=True)
@@ -204,6 +173,7 @@ def parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--no-submit", action="store_true", help="collect and check here only: no server needed")
     pr.set_defaults(func=cmd_probe)
+    audit.add_parser(sub)  # `audit replay`: the referee and NATS load only when it runs
     a = sub.add_parser("admin", help="administer organisations and keys")
     asub = a.add_subparsers(dest="admin_command", required=True)
     o = asub.add_parser("create-org", help="create an org and print one API key per role")
