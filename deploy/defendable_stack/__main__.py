@@ -37,7 +37,7 @@ from defendable_stack.process import (
 )
 from defendable_stack.servers import Server, Stack, start_stack
 
-SERVICES = ("gateway", "intake", "referee", "ledger", "render")
+SERVICES = ("gateway", "intake", "referee", "ledger", "render", "witness")
 DEFAULT_GATEWAY_PORT = 8700
 READY_TIMEOUT_S = 60.0
 STATE_VERSION = 1

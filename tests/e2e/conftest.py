@@ -23,7 +23,7 @@ from defendable_stack.servers import Stack
 
 from .memo import EVIDENCE, memo
 
-SERVICES = ("gateway", "intake", "referee", "ledger", "render")
+SERVICES = ("gateway", "intake", "referee", "ledger", "render", "witness")
 MAX_EVIDENCE_BYTES = 2 * 1024 * 1024  # small, so the 413 test stays cheap
 
 

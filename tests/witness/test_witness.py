@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
+import sys
 from typing import TypeVar
 
 import msgspec
 import pytest
 
 from defendable_canonical.checkpoint import verify_checkpoint
-from defendable_canonical.cosignature import CosignatureVerifier
+from defendable_canonical.cosignature import CosignatureSigner, CosignatureVerifier
 from defendable_canonical.events import AnyEvent, CheckpointCosigned, WitnessAlert, derive_id, event_decoder
 from defendable_canonical.merkle import MerkleTree, receipt_leaf_hash
 from defendable_canonical.note import MAX_NOTE_BYTES, Ed25519Signer, Ed25519Verifier, Note, format_note, parse_note
 from defendable_canonical.signature import b64url
 from defendable_canonical.tlog_proof import WitnessPolicy, build_tlog_proof, verify_tlog_proof
+from defendable_witness.config import DEFAULT_NAME
 
 from .conftest import Witness, wait_events
 from .testlog import OrgLog, TestLog, receipt_hash
@@ -289,3 +292,37 @@ async def test_the_witness_survives_a_kill_and_cosigns_each_checkpoint_once(
     assert await witness.cosigned_sizes(org.org_id) == list(range(1, 41))  # each once (and no gap)
     assert [e.size for e in of(events, CheckpointCosigned)] == list(range(1, 41))
     assert not of(events, WitnessAlert)
+
+
+async def test_with_only_the_stack_env_it_runs_under_its_defaults_and_keeps_its_key(
+    witness: Witness, witness_db: str
+) -> None:
+    # What the stack gives every service: DATABASE_URL and NATS_URL, nothing of the witness's own.
+    del witness.env["WITNESS_DATABASE_URL"], witness.env["WITNESS_NAME"]
+    witness.env["DATABASE_URL"] = witness.database_url = witness_db
+    witness.name = DEFAULT_NAME
+    await witness.start()
+    vkey = await witness.vkey()
+    assert CosignatureVerifier.from_vkey(vkey).name == DEFAULT_NAME
+    assert witness.stop() == 0
+    await witness.start()
+    assert await witness.vkey() == vkey  # generated once, kept in its schema
+
+    renamed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "defendable_witness",
+        "vkey",
+        env=witness.env | {"WITNESS_NAME": "another/witness"},
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await renamed.communicate()
+    assert renamed.returncode != 0 and b"serves 'defendable.local/witness'" in err  # a key serves one name
+
+    seed = secrets.token_bytes(32)
+    configured = witness.env | {"WITNESS_SIGNING_KEY": base64.b64encode(seed).decode(), "WITNESS_NAME": "w.example"}
+    shown = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "defendable_witness", "vkey", env=configured, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await shown.communicate()
+    assert out.decode().strip() == CosignatureSigner.from_seed("w.example", seed).verifier().vkey
