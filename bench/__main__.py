@@ -1,7 +1,7 @@
 """`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
 
-`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset, proofs) measures just those parts, for quick
-before/after comparisons, and writes bench/results/partial.json instead.
+`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset, proofs, audit) measures just those parts,
+for quick before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
 2. a fresh stack (servers + five services) on free ports; 3. raw baselines
@@ -32,6 +32,7 @@ import psutil
 from defendable_stack.process import free_port, spawn
 from defendable_stack.servers import start_stack
 
+from .audit import audit_replay
 from .baselines import baselines
 from .dataset import dataset_sheets
 from .micro import micro
@@ -41,7 +42,7 @@ from .proofs import proofs
 from .referee import referee_checks
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
-PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset", "proofs"]
+PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset", "proofs", "audit"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
@@ -117,6 +118,9 @@ def main() -> int:
     if "dataset" in parts:
         print("bench: Dataset lane, seven sheets over one CSV (BENCH_DATASET_ROWS, default 1,000,000)", flush=True)
         figures["dataset"] = dataset_sheets(args.quick)
+    if "audit" in parts:
+        print("bench: audit replay runs/s (BENCH_AUDIT_RUNS, default 100,000), with and without re-checks", flush=True)
+        figures["audit"] = audit_replay(args.quick)
     if parts & {"baselines", "pipeline", "ledger"}:
         figures |= stack_figures(parts, args.quick)
     if parts != set(PARTS):

@@ -12,8 +12,9 @@ Plan:
    the chained receipts as the ledger serves its table, so the replay needs no database;
 4. the CLI itself, `python -m defendable_cli.main audit replay --json`, as a subprocess,
    twice: with the referee's re-check of every submission, and without (`--no-recheck`).
-   Its own `seconds` (connect to report) gives runs/s; its peak RSS is polled. Each replay
-   must report no divergence, or the figure is refused.
+   Its own `seconds` (connect to report) gives runs/s; its CPU (user + system, the figure a
+   busy shared machine cannot inflate) and peak RSS are measured beside. Each replay must
+   report no divergence, or the figure is refused.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import asyncio
 import hashlib
 import json
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -287,6 +289,7 @@ async def run_replay(nats_url: str, *extra: str) -> dict[str, Any]:
     """The CLI as a user runs it; its JSON report, wall seconds and peak RSS."""
     argv = [sys.executable, "-m", "defendable_cli.main", "audit", "replay", "--org", ORG, "--nats", nats_url, "--json"]
     began = time.perf_counter()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = await asyncio.create_subprocess_exec(
         *argv, *extra, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
@@ -306,10 +309,12 @@ async def run_replay(nats_url: str, *extra: str) -> dict[str, Any]:
     stdout, stderr = await proc.communicate()
     watcher.cancel()
     wall = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the replay is the one child waited for
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"audit replay exited {proc.returncode}: {stderr.decode()[-2000:]}{stdout.decode()[-2000:]}")
     report: dict[str, Any] = json.loads(stdout)
-    return {"report": report, "wall_s": wall, "peak_rss_mib": peak / 2**20}
+    return {"report": report, "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak / 2**20}
 
 
 def audit_replay(quick: bool, runs: int | None = None) -> dict[str, Any]:
@@ -349,6 +354,8 @@ async def _audit_replay(n: int) -> dict[str, Any]:
                     "runs_per_s": round(n / seconds, 1),
                     "seconds": seconds,
                     "wall_s_with_startup": round(result["wall_s"], 2),
+                    "cpu_s": round(result["cpu_s"], 2),  # the replay process's, startup included
+                    "cpu_ms_per_run": round(1000 * result["cpu_s"] / n, 3),
                     "peak_rss_mib": round(result["peak_rss_mib"], 1),
                 }
                 print(f"bench: audit: {name}: {n / seconds:,.0f} runs/s ({seconds:.1f} s)", flush=True)

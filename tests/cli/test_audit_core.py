@@ -518,3 +518,24 @@ def test_minted_wanted_only_from_a_later_seq() -> None:
     run = make_run("run_a")
     assert not Replay(ORG, library=None).minted_wanted(run.approved)
     assert Replay(ORG, library=None, from_seq=5).minted_wanted(run.approved)
+
+
+def test_a_receipt_without_its_approval_is_reported_once_though_its_minted_event_is_there() -> None:
+    run = make_run("run_a")
+    rows = mint([run.approved])
+    out, _ = replay([*run.events[:3], *minted_events(rows, [run.approved])], rows)
+    assert kinds(out) == ["missing_event"] and out[0].seq == 1
+
+
+def test_a_minted_event_with_neither_approval_nor_receipt_is_a_missing_event() -> None:
+    run = make_run("run_a")
+    rows = mint([run.approved])
+    out, _ = replay([*run.events[:3], *minted_events(rows, [run.approved])], [])
+    assert kinds(out) == ["missing_event"] and "neither its approval nor its receipt" in out[0].detail
+
+
+def test_an_undecodable_event_is_inconsistent() -> None:
+    core = Replay(ORG, library=None)
+    found = core.undecodable(f"run.approved.{ORG}.run_x", 42, "not JSON")
+    assert (found.kind, found.run_id) == ("inconsistent", "run_x") and "RUNS seq 42" in found.detail
+    assert core.finish() == [] and core.summary.divergences["inconsistent"] == 1

@@ -24,7 +24,6 @@ import asyncpg
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js.errors import NotFoundError
 
 from defendable_canonical.events import AnyEvent
 from defendable_canonical.subjects import RUNS_STREAM
@@ -129,18 +128,17 @@ class Witness:
         await self._ready()
 
     async def _ready(self) -> None:
-        """Ready once its durable consumer exists (made at start, after its schema and key)."""
+        """Ready once FastStream says its consumer runs (the durable alone would be the last run's)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_TIMEOUT_S
         while loop.time() < deadline:
             assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"witness exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            try:
-                await self.js.consumer_info(RUNS_STREAM, durable_name(self.name))
+            if self.log_path.exists() and "started successfully" in self.log_path.read_text(errors="replace"):
+                await self.js.consumer_info(RUNS_STREAM, durable_name(self.name))  # and its consumer exists
                 return
-            except NotFoundError:
-                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.1)
         raise TimeoutError(f"witness not ready after {READY_TIMEOUT_S}s:\n{self.log_text()[-3000:]}")
 
     def kill(self) -> None:

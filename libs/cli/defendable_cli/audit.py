@@ -66,6 +66,7 @@ FETCH_BATCH = 1000  # events per pull request
 FETCH_BYTES = 16 * 1024 * 1024  # and at most this much of them (a cook's approval is up to ~6.4 MB)
 FETCH_TIMEOUT_S = 30.0
 REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
 INACTIVE_S = 120.0  # a consumer left by a killed replay is removed by the server after this
 MAX_LISTED = 10_000  # divergences kept for the report; the counts are always complete
 PROGRESS_EVERY_S = 1.0
@@ -74,6 +75,10 @@ EXIT_OK, EXIT_DIVERGED, EXIT_UNUSABLE = 0, 1, 2
 
 class Unusable(Exception):
     """Exit 2: the replay could not be done (the message says why)."""
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
 
 
 class Report(msgspec.Struct, kw_only=True):
@@ -154,10 +159,14 @@ async def replay(args: argparse.Namespace, out: TextIO | None = None, err: TextI
     async def quiet(_: Exception) -> None:
         return None
 
-    try:
-        nc = await nats.connect(url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False, error_cb=quiet)
+    try:  # nats-py retries a refused first connection forever, whatever its options: bound it here
+        connecting = nats.connect(
+            url, connect_timeout=5, max_reconnect_attempts=0, allow_reconnect=False, error_cb=quiet
+        )
+        nc = await asyncio.wait_for(connecting, CONNECT_TIMEOUT_S)
     except (TimeoutError, OSError, nats.errors.Error) as exc:
-        raise Unusable(f"cannot connect to NATS at {url}: {exc or type(exc).__name__}") from None
+        why = f"no server answered within {CONNECT_TIMEOUT_S:.0f} s" if isinstance(exc, TimeoutError) else _why(exc)
+        raise Unusable(f"cannot connect to NATS at {url}: {why}") from None
     try:
         return await _replay(nc, org_id, args, library, out, err or sys.stderr)
     finally:
@@ -233,7 +242,7 @@ async def stream_last_seq(js: JetStreamContext) -> int:
     except nats.js.errors.NotFoundError:
         raise Unusable(f"there is no {RUNS_STREAM} stream on this NATS server") from None
     except (TimeoutError, nats.errors.Error) as exc:
-        raise Unusable(f"JetStream did not answer: {exc or type(exc).__name__}") from None
+        raise Unusable(f"JetStream did not answer: {_why(exc)}") from None
     return int(info.state.last_seq)
 
 
@@ -254,7 +263,7 @@ async def published_keys(nc: Nats, progress: Progress) -> dict[str, str] | None:
         reply = await nc.request(LEDGER_KEYS, b"", timeout=REQUEST_TIMEOUT_S)
         return {k.kid: k.public_key for k in msgspec.json.decode(reply.data, type=_Keys).keys}
     except (TimeoutError, nats.errors.Error, msgspec.DecodeError) as exc:
-        why = str(exc) or type(exc).__name__
+        why = _why(exc)
         progress.step("keys", f"the ledger's key set is unavailable ({why}): signatures are checked alone")
         return None
 
@@ -327,7 +336,7 @@ class Replayer:
         try:
             info = await self.js.add_consumer(RUNS_STREAM, config)
         except (TimeoutError, nats.errors.Error) as exc:
-            raise Unusable(f"JetStream refused the replay's consumer: {exc or type(exc).__name__}") from None
+            raise Unusable(f"JetStream refused the replay's consumer: {_why(exc)}") from None
         puller = Puller(self.nc, RUNS_STREAM, name)
         try:
             total = info.num_pending or 0
@@ -380,7 +389,7 @@ class Replayer:
         except nats.errors.NoRespondersError:
             raise Unusable(f"nothing answers {LEDGER_TLOG}: is the ledger running?") from None
         except (TimeoutError, nats.errors.Error) as exc:
-            raise Unusable(f"the ledger did not answer the receipts question: {exc or type(exc).__name__}") from None
+            raise Unusable(f"the ledger did not answer the receipts question: {_why(exc)}") from None
         try:
             answer = answer_decoder.decode(reply.data)
         except msgspec.DecodeError as exc:
@@ -426,7 +435,7 @@ class Replayer:
         except nats.js.errors.NotFoundError:
             return None
         except (TimeoutError, nats.errors.Error) as exc:
-            raise Unusable(f"JetStream did not answer a lookup of {subject}: {exc or type(exc).__name__}") from None
+            raise Unusable(f"JetStream did not answer a lookup of {subject}: {_why(exc)}") from None
         if msg.data is None or msg.seq is None:
             return None
         return int(msg.seq), msg.data

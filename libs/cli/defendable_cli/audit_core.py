@@ -482,7 +482,7 @@ class Replay:
                 )
             )
         for key, (seq, digest) in self._minted_early.items():
-            if key not in self._unminted and key not in self._done:
+            if key not in self._unminted and key not in self._done and key not in self._pending:
                 out.append(
                     self._div(
                         "missing_event",
