@@ -27,14 +27,12 @@ class CliError(Exception):
 
 
 def read_input(path: str | None) -> bytes:
-    if path in (None, "-"):
-        data = sys.stdin.buffer.read(MAX_INPUT + 1)
-    else:
+    if path not in (None, "-"):
         try:
-            with open(path, "rb") as fh:
-                data = fh.read(MAX_INPUT + 1)
-        except OSError as exc:
-            raise CliError(f"cannot read {path}: {exc.strerror}") from exc
+            return verify_cmd.read_file(path, MAX_INPUT)  # the one bounded file read of the CLI
+        except verify_cmd.UnusableInput as exc:
+            raise CliError(str(exc)) from exc
+    data = sys.stdin.buffer.read(MAX_INPUT + 1)
     if len(data) > MAX_INPUT:
         raise CliError(f"input is larger than {MAX_INPUT} bytes")
     return data
