@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.async_api import Browser, async_playwright
 
 from defendable.client import AsyncClient
 from defendable_gateway.admin import CreatedOrg, create_org
@@ -23,6 +25,7 @@ from defendable_stack.servers import Stack
 
 from .memo import EVIDENCE, memo
 
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; `make install` installs it
 SERVICES = ("gateway", "intake", "referee", "ledger", "render", "witness")
 MAX_EVIDENCE_BYTES = 2 * 1024 * 1024  # small, so the 413 test stays cheap
 
@@ -181,3 +184,13 @@ async def create(
                 raise
             await asyncio.sleep(0.2)
     raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Real headless Chromium (Debian's), driven by Playwright: the receipt page and verify.html."""
+    assert shutil.which(CHROMIUM), "Chromium is missing: `make install` installs it (apt-get install chromium)"
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        await chromium.close()

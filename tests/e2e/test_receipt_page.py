@@ -30,7 +30,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from playwright.async_api import Browser, Page, Route, async_playwright
+from playwright.async_api import Browser, Page, Route
 
 from defendable.client import AsyncClient
 from defendable_canonical.checkpoint import Checkpoint, sign_checkpoint
@@ -41,16 +41,16 @@ from defendable_canonical.merkle import MerkleTree, receipt_leaf_hash
 from defendable_canonical.note import Ed25519Signer
 from defendable_canonical.perf import typical_body
 from defendable_canonical.receipt import build_payload, payload_bytes, receipt_hash
+from defendable_canonical.redaction import redact_body
 from defendable_canonical.signature import b64url, key_id
 from defendable_canonical.tlog_api import log_origin
 from defendable_canonical.tlog_proof import build_tlog_proof
 from defendable_canonical.verification import verify_document
-from defendable_canonical.verify_transparency import Trust, parse_key_set, witness_policy
+from defendable_canonical.verify_transparency import TRANSPARENCY_CHECKS, Trust, parse_key_set, witness_policy
 from defendable_gateway.receipt_page import ASSETS, CSP, SECURITY_HEADERS, page_html
 
 from .conftest import Services, checked_run
 
-CHROMIUM = "/usr/bin/chromium"
 SITE = "http://127.0.0.1:9"  # never contacted: page.route answers every request (127.0.0.1 is a secure context)
 PREFIX = "defendable.test/log"
 ORG = "org_receipt_page"
@@ -88,11 +88,13 @@ class Log:
     n: int = 6
     org: str = ORG
     receipts: list[Minted] = field(default_factory=list)
+    redact: tuple[str, ...] = ()  # fields minted as salted commitments (redaction.py)
 
     def __post_init__(self) -> None:
         parent = str(GENESIS_HASH)
         for seq in range(1, self.n + 1):
-            data = payload_bytes(build_payload(typical_body(seq, self.org), seq, parent, f"2026-03-0{seq}T10:00:00Z"))
+            body, _ = redact_body(typical_body(seq, self.org), self.redact)
+            data = payload_bytes(build_payload(body, seq, parent, f"2026-03-0{seq}T10:00:00Z"))
             digest = receipt_hash(data)
             self.receipts.append(Minted(data, digest, sign(digest)))
             parent = digest
@@ -191,15 +193,6 @@ def bad_cosignature(doc: Doc) -> Doc:
 # ---------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    assert shutil.which(CHROMIUM), "Chromium is missing: `make install` installs it (apt-get install chromium)"
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        await chromium.close()
-
-
 @dataclass
 class Tab:
     page: Page
@@ -288,6 +281,7 @@ def screens(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 LOG = Log()
+REDACTED = Log(redact=("evidence.name", "approval.note", "approval.approver"))
 
 
 # ---------------------------------------------------------------- RFC 8785: verify.js against jcs.canonicalize
@@ -362,15 +356,7 @@ def python_outcomes(doc: Doc, keys: Doc, quorum: int | None) -> Outcomes:
     return {c.name: c.outcome for c in verify_document(doc, trust)}
 
 
-TRANSPARENCY = (
-    "proof package (C2SP tlog-proof)",
-    "log origin",
-    "leaf index",
-    "inclusion proof (RFC 9162)",
-    "log key known",
-    "checkpoint signature (log key)",
-    "witness cosignatures",
-)
+TRANSPARENCY = TRANSPARENCY_CHECKS  # verify.js names its checks as the Python verifier does
 FULL = key_set(witnesses=WITNESSES[:2])
 CASES: dict[str, tuple[Doc, Doc, int | None, dict[str, str]]] = {
     # name: (document, key set, quorum, the outcomes that must differ from PASS)
@@ -427,8 +413,8 @@ async def test_verify_js_agrees_with_the_python_verifier(lab: Tab, case: str) ->
     doc, keys, quorum, differ = CASES[case]
     options = {"quorum": quorum} if quorum else {}
     js = {c["name"]: c["outcome"] for c in await lab.verify(doc, keys, options)}
-    assert len(js) == 13, js
-    expected = {name: differ.get(name, "PASS") for name in js}
+    assert len(js) == 14, js
+    expected = {name: differ.get(name, "SKIPPED" if name == "redacted fields" else "PASS") for name in js}
     assert js == expected, [(c["name"], c["outcome"], c["detail"]) for c in await lab.verify(doc, keys, options)]
     py = python_outcomes(doc, keys, quorum)
     shared = set(js) & set(py)
@@ -492,8 +478,8 @@ async def test_the_page_shows_a_valid_receipt_with_every_check_passed(browser: B
     doc = LOG.share(1)
     tab = await constructed(browser, doc, FULL)
     checks = await tab.checks()
-    assert [(n, o) for n, o, _ in checks if o != "PASS"] == [], checks
-    assert len(checks) == 13
+    assert [(n, o) for n, o, _ in checks if o != "PASS"] == [("redacted fields", "SKIPPED")], checks
+    assert len(checks) == 14
     page = tab.page
     assert await page.get_attribute("#receipt", "data-verified") == "true"
     assert "Receipt verified" in await page.inner_text("[data-testid=verification]")
@@ -520,6 +506,45 @@ async def test_the_page_shows_a_valid_receipt_with_every_check_passed(browser: B
     await phone.page.screenshot(path=screens / "valid-phone.png", full_page=True)
     shutil.copy(screens / "valid-phone.png", "/tmp/receipt_page_phone.png")
     await phone.page.context.close()
+
+
+async def test_the_page_shows_redacted_fields_as_redacted_and_names_them(
+    browser: Browser, lab: Tab, screens: Path
+) -> None:
+    doc = REDACTED.share(2)
+    payload = doc["payload"]
+    tab = await constructed(browser, doc, FULL)
+    checks = {n: (o, d) for n, o, d in await tab.checks()}
+    assert checks["redacted fields"][0] == "PASS", checks
+    assert "approval.approver, approval.note, evidence[0].name" in checks["redacted fields"][1]
+    assert checks["revealed fields"][0] == "SKIPPED"
+    assert {o for o, _ in checks.values()} == {"PASS", "SKIPPED"}
+    page = tab.page
+    assert await page.get_attribute("#receipt", "data-verified") == "true"
+    shown = await page.eval_on_selector_all("[data-redacted]", "els => els.map(e => [e.dataset.redacted, e.title])")
+    assert sorted(map(tuple, shown)) == sorted(
+        [("approval.approver", payload["approval"]["approver"]), ("approval.note", payload["approval"]["note"])]
+        + [(f"evidence[{i}].name", e["name"]) for i, e in enumerate(payload["evidence"])]
+    )
+    assert "Redacted" in await page.inner_text("[data-testid=approval]")
+    assert "user_ops_lead" not in await page.inner_text("#receipt")
+    assert not tab.errors
+    await page.screenshot(path=screens / "redacted.png", full_page=True)
+    shutil.copy(screens / "redacted.png", "/tmp/receipt_page_redacted.png")
+    await page.context.close()
+
+    # verify.js and the Python verifier agree on a redacted receipt, and on a bad `redacted` list
+    js = {c["name"]: c["outcome"] for c in await lab.verify(doc, FULL, {"quorum": 2})}
+    py = python_outcomes(doc, FULL, 2)
+    assert {"redacted fields", "revealed fields"} <= set(js) & set(py)
+    assert {n: js[n] for n in set(js) & set(py)} == {n: py[n] for n in set(js) & set(py)}
+    for bad in (["approval.approver", "approval.approver"], ["approval.decided_at"], "approval.note", [1]):
+        broken = json.loads(json.dumps(doc))
+        broken["payload"]["redacted"] = bad
+        js = {c["name"]: c["outcome"] for c in await lab.verify(broken, FULL, {"quorum": 2})}
+        py = python_outcomes(broken, FULL, 2)
+        assert js["redacted fields"] == py["redacted fields"] == "FAIL", (bad, js, py)
+        assert js.get("revealed fields") == py.get("revealed fields"), (bad, js, py)
 
 
 @pytest.mark.parametrize(

@@ -4,15 +4,13 @@ checkpoint, truncation against the latest checkpoint), run as the command a stra
 
 from __future__ import annotations
 
-import asyncio
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from defendable.client import AsyncClient
 
 from .conftest import Services, checked_run
+from .trust import verify_cli as verify
 
 
 async def mint(submitter: AsyncClient, approver: AsyncClient) -> dict[str, object]:
@@ -23,16 +21,6 @@ async def mint(submitter: AsyncClient, approver: AsyncClient) -> dict[str, objec
     assert status == 200
     assert isinstance(receipt, dict)
     return receipt
-
-
-async def verify(*argv: str) -> subprocess.CompletedProcess[str]:
-    return await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "defendable_cli.main", "verify", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def outcome(out: str, name: str) -> str:

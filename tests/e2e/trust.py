@@ -1,7 +1,10 @@
-"""Verify a share document as a stranger would: against the stack's published key set."""
+"""Verify a share document as a stranger would: against the stack's published key set, or with the CLI."""
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
 from typing import Any
 
 import httpx
@@ -20,3 +23,14 @@ async def shared_checks(share_url: str) -> tuple[dict[str, Any], list[Check]]:
 
 def outcomes(checks: list[Check]) -> dict[str, str]:
     return {c.name: c.outcome for c in checks}
+
+
+async def verify_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """`defendable verify ARGV…`, run as the command a stranger runs, in its own process."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "defendable_cli.main", "verify", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

@@ -35,6 +35,7 @@ from .model import (
     Signature,
     Verdict,
 )
+from .redaction import Disclosure, RedactableField
 from .trail import TrailSummary
 
 SCHEMA_VERSION = 1
@@ -117,6 +118,7 @@ class Decide(Command, frozen=True, kw_only=True, tag=True):
     decision: Literal["approve", "reject"]
     approver: str
     note: str = ""
+    redact: list[RedactableField] = []  # the org's setting when it decided (redaction.py)
 
 
 # -- cooks: run_id is the cook's id ("cook_<hex>"); its item runs are ordinary checked runs
@@ -243,6 +245,9 @@ class Approved(Event, frozen=True, kw_only=True, tag=True):
     """The approval plus the whole receipt body, so the ledger needs nothing else."""
 
     receipt: ReceiptBody
+    # What reveals each redacted field of the receipt (redaction.py): the org's to keep, never
+    # part of the receipt. Empty when the org redacts nothing.
+    disclosures: list[Disclosure] = []
 
 
 class Rejected(Event, frozen=True, kw_only=True, tag=True):

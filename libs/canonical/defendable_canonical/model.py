@@ -49,6 +49,11 @@ class FlightSheetRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     version: str
     sha256: str
 
+    @property
+    def key(self) -> str:
+        """The sheet as routes, the library and people name it: id@version."""
+        return f"{self.id}@{self.version}"
+
 
 class EvidenceRef(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
@@ -118,6 +123,9 @@ class ReceiptBody(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     # The run's execution trail (OTLP evidence, normalised by the referee), when it has one.
     # UNSET is left out of the encoding, so receipts of runs without a trail hash as before.
     execution_trail: TrailSummary | msgspec.UnsetType = msgspec.UNSET
+    # Paths whose values are salted commitments (redaction.py), when the org redacts fields;
+    # UNSET is left out, so a receipt without redactions hashes as before.
+    redacted: list[str] | msgspec.UnsetType = msgspec.UNSET
 
 
 class ReceiptPayload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
@@ -139,6 +147,9 @@ class ReceiptPayload(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     verdict: Verdict
     approval: Approval
     execution_trail: TrailSummary | msgspec.UnsetType = msgspec.UNSET
+    # Paths whose values are salted commitments (redaction.py), when the org redacts fields;
+    # UNSET is left out, so a receipt without redactions hashes as before.
+    redacted: list[str] | msgspec.UnsetType = msgspec.UNSET
     minted_at: str
 
 

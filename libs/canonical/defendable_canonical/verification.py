@@ -25,6 +25,7 @@ from .receipt import PAYLOAD_TYPES
 from .signature import verify_signature
 
 if TYPE_CHECKING:
+    from .redaction import Disclosure
     from .verify_transparency import Trust
 
 Outcome = Literal["PASS", "FAIL", "SKIPPED"]
@@ -40,9 +41,11 @@ class _StrictSignature(Signature, frozen=True, kw_only=True, forbid_unknown_fiel
     """The signature envelope as the ledger writes it: a renamed member is not ignored."""
 
 
-def verify_document(doc: Any, trust: Trust | None = None) -> list[Check]:
+def verify_document(doc: Any, trust: Trust | None = None, disclosures: list[Disclosure] | None = None) -> list[Check]:
     """Every check of the document. Without ``trust`` the signature is checked against the key
-    it carries only, and a proof (if any) against that key, with no witness policy."""
+    it carries only, and a proof (if any) against that key, with no witness policy.
+    ``disclosures`` reveal redacted fields (verify_redaction.py)."""
+    from .verify_redaction import redacted_paths, redaction_check, reveal_check  # imports this module
     from .verify_transparency import NO_TRUST, signing_key_check, transparency_checks  # imports this module
 
     if not isinstance(doc, dict) or "payload" not in doc or "receipt_hash" not in doc:
@@ -53,6 +56,10 @@ def verify_document(doc: Any, trust: Trust | None = None) -> list[Check]:
     trust = trust or NO_TRUST
     at = next((i + 1 for i, c in enumerate(checks) if c.name == "signature (Ed25519)"), len(checks))
     checks.insert(at, signing_key_check(doc.get("signature"), trust))
+    payload = doc["payload"]
+    checks.append(redaction_check(payload))
+    if disclosures is not None or redacted_paths(payload):
+        checks.append(reveal_check(payload, disclosures))
     return checks + transparency_checks(doc, digest, trust)
 
 
@@ -97,7 +104,7 @@ def _receipt_checks(doc: dict[str, Any]) -> tuple[list[Check], str | None]:
     seq = payload.get("seq") if isinstance(payload, dict) else None
     parent = payload.get("parent_hash") if isinstance(payload, dict) else None
     raw_links = doc.get("links")
-    if raw_links is None:
+    if raw_links is None or isinstance(raw_links, dict):  # a GET /receipts body's `links` are its URLs
         checks.append(Check("chain links", "SKIPPED", "this document carries no chain links"))
         if seq == 1 and parent != GENESIS_HASH:
             checks.append(Check("genesis", "FAIL", f"seq 1 must have parent {GENESIS_HASH}"))

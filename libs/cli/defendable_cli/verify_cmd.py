@@ -38,6 +38,7 @@ from typing import IO, Any
 import msgspec
 
 from defendable_canonical.note import MAX_NOTE_BYTES
+from defendable_canonical.redaction import MAX_DISCLOSURES, Disclosure
 from defendable_canonical.tlog_proof import MAX_TLOG_PROOF_BYTES, parse_tlog_proof
 from defendable_canonical.verification import Check, all_passed, verify_document
 from defendable_canonical.verify_export import MAX_LINE_BYTES, ExportVerifier
@@ -51,6 +52,7 @@ from defendable_canonical.verify_transparency import (
 )
 
 MAX_INPUT = 64 * 1024 * 1024  # a receipt document, a fetched page, a package member
+MAX_DISCLOSURES_BYTES = 4 * 1024 * 1024
 MAX_ZIP_ENTRIES = 100_000
 CLOCK_SKEW_S = 600  # a cosignature may be dated this far past this machine's clock
 KEYS_PATH = "/.well-known/defendable-keys.json"
@@ -81,6 +83,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--witnessed", metavar="FILE", help="a checkpoint a witness cosigned, which --chain must extend (truncation)"
     )
+    p.add_argument(
+        "--reveal",
+        metavar="FILE",
+        help="disclosures of redacted fields (GET /receipts/{hash}/disclosures) to check against the receipt",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,27 +108,44 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.witnessed and not args.chain:
         raise UnusableInput("--witnessed applies to --chain only")
+    if args.reveal and args.chain:
+        raise UnusableInput("--reveal applies to one receipt, not to --chain")
+    disclosures = read_disclosures(args.reveal) if args.reveal else None
     if args.chain:
         witnessed = read_file(args.witnessed, MAX_NOTE_BYTES) if args.witnessed else None
         return verify_chain_file(args.chain, trust, witnessed)
     target: str = args.share or args.source
     if args.share or target.startswith(("http://", "https://")):
-        return verify_share(target, trust)
+        return verify_share(target, trust, disclosures)
     if target != "-" and (Path(target).is_dir() or target.endswith(".zip") or _is_zip(target)):
-        return verify_package(target, trust)
+        return verify_package(target, trust, disclosures)
     data = sys.stdin.buffer.read(MAX_INPUT + 1) if target == "-" else read_file(target, MAX_INPUT)
     if len(data) > MAX_INPUT:
         raise UnusableInput(f"input is larger than {MAX_INPUT} bytes")
     if trust.keys is None:
         trust = _with_source(trust, "none: no --keys given, so each signature is checked against the key it carries")
     doc = _document(data, target)
-    return report(_receipt_title(doc), trust, verify_document(doc, trust))
+    return report(_receipt_title(doc), trust, verify_document(doc, trust, disclosures))
 
 
 # ---------------------------------------------------------------------------- sources
 
 
-def verify_share(url: str, trust: Trust) -> int:
+def read_disclosures(path: str) -> list[Disclosure]:
+    """A disclosures file: the body of GET /receipts/{hash}/disclosures, or its bare list."""
+    data = read_file(path, MAX_DISCLOSURES_BYTES)
+    try:
+        parsed = msgspec.json.decode(data)
+        listed = parsed.get("disclosures") if isinstance(parsed, dict) else parsed
+        disclosures = msgspec.convert(listed, list[Disclosure])
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise UnusableInput(f"--reveal {path}: not a disclosures file ({exc})") from exc
+    if len(disclosures) > MAX_DISCLOSURES:
+        raise UnusableInput(f"--reveal {path}: more than {MAX_DISCLOSURES} disclosures")
+    return disclosures
+
+
+def verify_share(url: str, trust: Trust, disclosures: list[Disclosure] | None = None) -> int:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise UnusableInput(f"a share URL must be http(s)://host/share/<token>, got {url[:100]!r}")
@@ -134,10 +158,10 @@ def verify_share(url: str, trust: Trust) -> int:
         keys = _key_set(fetch(keys_url, MAX_KEY_SET_BYTES), keys_url)
         source = f"the key set at {keys_url} (the share link's own host: pin a copy with --keys to trust it apart)"
         trust = Trust(keys, source, "the host's key set", trust.witnesses, trust.now)
-    return report(_receipt_title(doc), trust, verify_document(doc, trust))
+    return report(_receipt_title(doc), trust, verify_document(doc, trust, disclosures))
 
 
-def verify_package(path: str, trust: Trust) -> int:
+def verify_package(path: str, trust: Trust, disclosures: list[Disclosure] | None = None) -> int:
     package = Package.open(path)
     try:
         doc = _document(package.required(RECEIPT, MAX_INPUT), f"{path}/{RECEIPT}")
@@ -148,7 +172,7 @@ def verify_package(path: str, trust: Trust) -> int:
             trust = Trust(keys, source, "the package's keys.json", trust.witnesses, trust.now)
         elif trust.keys is None:
             trust = _with_source(trust, "none: the package has no keys.json and no --keys was given")
-        checks = checks[:1] + verify_document(doc, trust) + checks[1:] + [evidence_check(package, doc)]
+        checks = checks[:1] + verify_document(doc, trust, disclosures) + checks[1:] + [evidence_check(package, doc)]
     finally:
         package.close()
     return report(_receipt_title(doc), trust, checks)

@@ -32,6 +32,7 @@ from defendable_runtime.storage import BlobStore, BlobTooLarge
 
 from . import lane_lock, store, usage
 from .auth import Principal, Role, hash_key, parse_bearer
+from .org_settings import get_org_settings
 from .schemas import (
     Accepted,
     CreateRunRequest,
@@ -127,6 +128,14 @@ async def own_run(principal: Principal, run_id: str) -> dict[str, Any]:
     if run is None:
         raise problem(404, f"no run {run_id[:80]} in this organisation")
     return run
+
+
+async def own_receipt(principal: Principal, receipt_hash: str) -> dict[str, Any]:
+    """The receipt's row, if it is of the caller's org. Another org's receipt is simply not found."""
+    row = await store.get_receipt(holder.res.pool, receipt_hash) if _HASH.fullmatch(receipt_hash) else None
+    if row is None or row["org_id"] != principal.org_id:
+        raise problem(404, f"no receipt {receipt_hash[:80]} in this organisation")
+    return row
 
 
 class CommandBase(TypedDict):
@@ -365,12 +374,15 @@ async def decide(request: Request[Any, Any, Any], run_id: str, data: DecisionReq
         raise problem(409, f"run {run_id} was already decided ({run['stage']})")
     if run["stage"] != "checked":
         raise problem(409, f"run {run_id} has no verdict yet (stage {run['stage']}); decide once it is checked")
+    # The org's redaction setting at approval is the one its receipt is minted under.
+    redact = (await get_org_settings(holder.res.pool, principal.org_id)).redact if decision == "approve" else []
     await holder.res.bus.command(
         Decide(
             **command_base(principal, run_id),
             decision=decision,  # type: ignore[arg-type]  # "approve" | "reject" from the two routes below
             approver=principal.label,
             note=data.note if data else "",
+            redact=redact,
         )
     )
     return Accepted(run_id=run_id, status=f"{decision} requested")
@@ -549,9 +561,7 @@ async def get_receipt(request: Request[Any, Any, Any], ref: str) -> Response[Any
     principal = principal_of(request)
     pdf = ref.endswith(".pdf")
     receipt_hash = ref.removesuffix(".pdf")
-    row = await store.get_receipt(holder.res.pool, receipt_hash) if _HASH.fullmatch(receipt_hash) else None
-    if row is None or row["org_id"] != principal.org_id:
-        raise problem(404, f"no receipt {receipt_hash[:80]} in this organisation")
+    row = await own_receipt(principal, receipt_hash)
     if not pdf:
         return Response(receipt_doc(row))
     if row["pdf_key"] is None:

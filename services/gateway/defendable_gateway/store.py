@@ -31,6 +31,8 @@ from defendable_canonical.events import (
 from defendable_canonical.stages import RUN_STAGES
 
 from . import cook_store, incident_store
+from .disclosure_store import DISCLOSURE_MIGRATIONS, record_disclosures
+from .org_settings import ORG_SETTINGS_MIGRATIONS
 from .receipt_rows import record_minted, record_rendered
 
 SCHEMA = "gateway"
@@ -102,6 +104,8 @@ MIGRATIONS = [
     incident_store.MIGRATION,  # gateway.incidents, gateway.lane_locks
     # When the referee decided (Checked.occurred_at): the time of the verdict's OTel events.
     "ALTER TABLE gateway.runs ADD COLUMN checked_at text;",
+    *DISCLOSURE_MIGRATIONS,  # gateway.disclosures
+    *ORG_SETTINGS_MIGRATIONS,  # gateway.org_settings
 ]
 
 STAGES = RUN_STAGES
@@ -268,7 +272,7 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
             await _advance(
                 conn, o, r, "created",
                 ", project = $5, lane = $6, flight_sheet = $7",
-                event.project, event.lane, f"{event.flight_sheet.id}@{event.flight_sheet.version}",
+                event.project, event.lane, event.flight_sheet.key,
             )  # fmt: skip
         case EvidenceAttached():
             e = event.evidence
@@ -290,6 +294,7 @@ async def apply_event(conn: Connection, event: AnyEvent) -> None:
             )  # fmt: skip
         case Approved():
             await _advance(conn, o, r, "approved", ", approval = $5", msgspec.json.encode(event.receipt.approval))
+            await record_disclosures(conn, event)
         case Rejected():
             approval = {"decision": "reject", "approver": event.approver, "decided_at": event.decided_at}
             await _advance(

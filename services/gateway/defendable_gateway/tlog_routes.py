@@ -18,7 +18,7 @@ from defendable_canonical import tlog_api
 from defendable_canonical.subjects import LEDGER_TLOG
 
 from . import store
-from .routes import _HASH, _TOKEN, holder, principal_of, problem, require_key
+from .routes import _TOKEN, holder, own_receipt, principal_of, problem, require_key
 from .schemas import ShareDoc, ShareTransparency
 
 ASK_TIMEOUT_S = 30.0
@@ -70,9 +70,7 @@ async def inclusion_proof(
     size: int | None = Parameter(query="size", default=None, ge=1),
 ) -> Response[Any]:
     principal = principal_of(request)
-    row = await store.get_receipt(holder.res.pool, receipt_hash) if _HASH.fullmatch(receipt_hash) else None
-    if row is None or row["org_id"] != principal.org_id:
-        raise problem(404, f"no receipt {receipt_hash[:80]} in this organisation")
+    row = await own_receipt(principal, receipt_hash)
     query = tlog_api.InclusionQuery(org_id=principal.org_id, receipt_hash=receipt_hash, seq=row["seq"], size=size)
     return Response(await ask_for(query, tlog_api.InclusionAnswer))
 

@@ -35,6 +35,7 @@ from defendable_canonical.model import (
     ReceiptBody,
     receipt_schema_for,
 )
+from defendable_canonical.redaction import redact_body
 
 PRODUCER = "intake"
 MAX_SUBMISSION_BYTES = 256 * 1024
@@ -199,7 +200,9 @@ def decide(cmd: Decide, run: RunState | None, evidence: list[EvidenceRef], now: 
         approval=Approval(approver=cmd.approver, decided_at=now, note=cmd.note),
         execution_trail=run.checked.execution_trail,
     )
+    body, disclosures = redact_body(body, cmd.redact)
     return Approved(
         **envelope(cmd.command_id, run.org_id, run.run_id, "Approved", now),
         receipt=body,
+        disclosures=disclosures,
     )

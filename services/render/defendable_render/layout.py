@@ -10,7 +10,7 @@ a long value wraps inside its column instead of overflowing it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import msgspec
@@ -158,13 +158,13 @@ class Layout:
             out.cell(col, 5, value)
         out.set_y(top + height + 2)
 
-    def _approval(self, title: str, approval: Approval, who: str = "Approver") -> None:
+    def _approval(self, title: str, approval: Approval, who: str = "Approver", redacted: Collection[str] = ()) -> None:
         self._section(title, keep=3 * (LINE + 1.4))  # the three rows stay with their heading
         self._pairs(
             [
-                (who, approval.approver, False),
+                (who, shown(approval.approver, "approval.approver" in redacted), False),
                 ("Decided at", approval.decided_at, False),
-                ("Note", approval.note or "—", False),
+                ("Note", shown(approval.note, "approval.note" in redacted) or "—", False),
             ]
         )
 
@@ -298,7 +298,7 @@ class ReceiptLayout(Layout):
         agent_text = f"{agent.model} · {agent.harness}" + (f" · {agent.runtime}" if agent.runtime else "")
         self._pairs(
             [
-                ("Flight sheet", f"{p.flight_sheet.id}@{p.flight_sheet.version}", False),
+                ("Flight sheet", p.flight_sheet.key, False),
                 ("Flight sheet hash", p.flight_sheet.sha256, True),
                 ("Agent profile", agent_text, False),
                 ("Agent tools", ", ".join(agent.tools) if agent.tools else "none declared", False),
@@ -306,7 +306,7 @@ class ReceiptLayout(Layout):
                 ("Submission hash", p.submission_sha256, True),
             ]
         )
-        self._approval("Approval", p.approval)
+        self._approval("Approval", p.approval, redacted=redacted_of(p))
         self._flags(p)
         self._findings(p.findings)
         if p.execution_trail is not msgspec.UNSET:
@@ -403,13 +403,22 @@ class ReceiptLayout(Layout):
         self._section("Evidence", f"{len(p.evidence)} item{'' if len(p.evidence) == 1 else 's'}, content-addressed")
         if not p.evidence:
             return
-        w = self.out.width
+        w, redacted = self.out.width, redacted_of(p)
         rows = [
             [
-                (f"{e.name}\n{e.id}", "sans", "", 8.0, INK),
+                (f"{shown(e.name, f'evidence[{i}].name' in redacted)}\n{e.id}", "sans", "", 8.0, INK),
                 (f"{e.media_type}\n{human_size(e.size)}", "sans", "", 7.5, MUTED),
                 (e.sha256, "mono", "", 6.5, INK),
             ]
-            for e in p.evidence
+            for i, e in enumerate(p.evidence)
         ]
         self._table(["Name / id", "Type / size", "SHA-256"], [50, 26, w - 76], rows)
+
+
+def redacted_of(p: ReceiptPayload) -> frozenset[str]:
+    return frozenset(p.redacted) if isinstance(p.redacted, list) else frozenset()
+
+
+def shown(value: str, redacted: bool) -> str:
+    """A redacted field prints as such, with the head of its commitment (docs/redaction.md)."""
+    return f"Redacted {value[12:20]}…" if redacted else value

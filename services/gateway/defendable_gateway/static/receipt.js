@@ -6,7 +6,7 @@
 // published key set (same origin), verifies with verify.js, and renders. The page starts it
 // when it finds an element with `data-share-token`; an offline page (a proof package's
 // verify.html) calls `renderReceipt` itself. This module's one import is the line below.
-import { summarize, verifyReceipt, GENESIS_HASH } from "./verify.js";
+import { summarize, verifyReceipt, redactedPaths, GENESIS_HASH } from "./verify.js";
 
 const SEVERITY = {
   honey: { label: "Honey", tone: "ok", says: "every rule satisfied" },
@@ -208,6 +208,12 @@ function findingsCard(payload) {
   );
 }
 
+// A redacted field shows as such, its commitment on hover: the value is the org's to reveal.
+function shown(payload, path, value, plain = (v) => text(v)) {
+  if (!(redactedPaths(payload) || []).includes(path)) return plain(value);
+  return h("span", { class: "redacted", title: text(value, ""), "data-redacted": path }, "Redacted");
+}
+
 function evidenceCard(payload) {
   if (!Array.isArray(payload.evidence)) return null;
   const evidence = list(payload.evidence);
@@ -218,7 +224,7 @@ function evidenceCard(payload) {
       ? h(
           "ul",
           { class: "rows" },
-          evidence.map((raw) => {
+          evidence.map((raw, i) => {
             const e = obj(raw);
             return h(
               "li",
@@ -226,7 +232,7 @@ function evidenceCard(payload) {
               h(
                 "div",
                 { class: "row__body" },
-                h("p", { class: "evidence__name" }, text(e.name)),
+                h("p", { class: "evidence__name" }, shown(payload, `evidence[${i}].name`, e.name)),
                 h("p", { class: "muted small" }, `${text(e.media_type)} · ${bytesText(e.size)}`),
                 hash(e.sha256),
               ),
@@ -244,9 +250,9 @@ function approvalCard(payload) {
     payload.approval ? "Approval" : "Acknowledgement",
     { "data-testid": "approval" },
     facts([
-      ["Approver", h("strong", {}, text(approval.approver))],
+      ["Approver", shown(payload, "approval.approver", approval.approver, (v) => h("strong", {}, text(v)))],
       ["Decided", timeText(approval.decided_at)],
-      approval.note ? ["Note", h("q", {}, approval.note)] : null,
+      approval.note ? ["Note", shown(payload, "approval.note", approval.note, (v) => h("q", {}, v))] : null,
       ["Minted", timeText(payload.minted_at)],
     ]),
   );

@@ -36,7 +36,9 @@ export const INCLUSION = "inclusion proof (RFC 9162)";
 export const LOG_KEY = "log key known";
 export const LOG_SIGNATURE = "checkpoint signature (log key)";
 export const WITNESSES = "witness cosignatures";
-export const RECEIPT_CHECKS = Object.freeze([CANONICAL, HASH, SCHEMA, SIGNATURE, SIGNING_KEY, CHAIN]);
+export const REDACTED = "redacted fields";
+export const REVEALED = "revealed fields";
+export const RECEIPT_CHECKS = Object.freeze([CANONICAL, HASH, SCHEMA, SIGNATURE, SIGNING_KEY, CHAIN, REDACTED]);
 export const TRANSPARENCY_CHECKS = Object.freeze([PROOF, ORIGIN, LEAF, INCLUSION, LOG_KEY, LOG_SIGNATURE, WITNESSES]);
 
 // receipt.py PAYLOAD_TYPES: a schema not listed here is no receipt of ours.
@@ -689,6 +691,45 @@ function signingKeyCheck(raw, keySet, source) {
   return check(SIGNING_KEY, "PASS", `key ${kid}${status} is in ${source}`);
 }
 
+// Redacted fields (redaction.py): each listed path holds an HMAC-SHA256 commitment, never the value.
+const COMMITMENT = /^hmac-sha256:[0-9a-f]{64}$/;
+const REDACTION_PATH = /^(?:evidence\[(0|[1-9][0-9]{0,4})\]\.name|approval\.note|approval\.approver)$/;
+
+/** The member a redaction path names in a payload; undefined when there is none. */
+export function redactedValue(payload, path) {
+  const at = REDACTION_PATH.exec(path);
+  if (!at || !isPlainObject(payload)) return undefined;
+  if (at[1] !== undefined) {
+    const ref = Array.isArray(payload.evidence) ? payload.evidence[Number(at[1])] : undefined;
+    return isPlainObject(ref) ? ref.name : undefined;
+  }
+  return isPlainObject(payload.approval) ? payload.approval[path.slice("approval.".length)] : undefined;
+}
+
+/** The payload's redacted paths: [] when none, null when `redacted` is malformed. */
+export function redactedPaths(payload) {
+  const listed = isPlainObject(payload) && "redacted" in payload ? payload.redacted : [];
+  return Array.isArray(listed) && listed.every((p) => typeof p === "string") ? listed : null;
+}
+
+function redactionChecks(payload) {
+  const paths = redactedPaths(payload);
+  if (paths === null) return [check(REDACTED, "FAIL", "`redacted` is not a list of field paths")];
+  if (!paths.length) return [check(REDACTED, "SKIPPED", "no field is redacted: every value is shown as it was")];
+  const reveal = check(REVEALED, "SKIPPED", "no disclosures given (defendable verify --reveal FILE reveals redacted fields)");
+  if (new Set(paths).size !== paths.length) return [check(REDACTED, "FAIL", "`redacted` names a field twice"), reveal];
+  for (const path of paths) {
+    if (!REDACTION_PATH.test(path)) {
+      return [check(REDACTED, "FAIL", `${JSON.stringify(path.slice(0, 100))} is not a redactable field`), reveal];
+    }
+    const value = redactedValue(payload, path);
+    if (typeof value !== "string" || !COMMITMENT.test(value)) {
+      return [check(REDACTED, "FAIL", `${path} is listed as redacted but holds no hmac-sha256 commitment`), reveal];
+    }
+  }
+  return [check(REDACTED, "PASS", `${paths.length} hidden as salted commitments: ${paths.join(", ")}`), reveal];
+}
+
 function chainCheck(doc, payload, claimed) {
   const seq = payload.seq;
   const parent = payload.parent_hash;
@@ -974,6 +1015,7 @@ async function verifyAll(doc, keys, options) {
   checks.push(signingKeyCheck(doc.signature, keySet, source));
   const fields = isPlainObject(payload) ? payload : {};
   checks.push(chainCheck(doc, fields, claimed));
+  checks.push(...redactionChecks(payload));
   checks.push(...(await transparencyChecks(doc, fields, digest, keySet, source, options)));
   return checks;
 }
