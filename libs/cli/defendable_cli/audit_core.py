@@ -52,6 +52,7 @@ from defendable_canonical.events import (
     Approved,
     Checked,
     CookApproved,
+    Event,
     IncidentAcknowledged,
     LaneUnlocked,
     Minted,
@@ -518,21 +519,28 @@ class Replay:
             run = self._runs[run_id] = _Run()
         return run
 
+    def _repeat(self, first_id: str | None, event: Event, run_id: str) -> list[Divergence] | None:
+        """None for the first event of its kind for a run; [] for a redelivery of that same event;
+        a divergence for a second, different one (the first one stands)."""
+        if first_id is None:
+            return None
+        if first_id == event.event_id:
+            return []
+        return [self._div("inconsistent", run_id, None, f"a second {type(event).__name__} ({event.event_id})")]
+
     def _created(self, event: RunCreated) -> list[Divergence]:
         run = self._run(event.run_id)
         if run is None:
             return []
-        if run.created is not None:
-            if run.created.event_id == event.event_id:
-                return []
-            return [self._div("inconsistent", event.run_id, None, f"a second RunCreated ({event.event_id})")]
+        if (repeat := self._repeat(run.created and run.created.event_id, event, event.run_id)) is not None:
+            return repeat
         run.created = _Created(
             event.event_id,
             event.project,
             event.lane,
             _d(event.agent_profile),
             event.assignment_sha256,
-            f"{event.flight_sheet.id}@{event.flight_sheet.version}",
+            event.flight_sheet.key,
         )
         out = []
         if run.submitted is not None and (run.submitted.lane, run.submitted.sheet_key) != (
@@ -546,12 +554,10 @@ class Replay:
         run = self._run(event.run_id)
         if run is None:
             return []
-        if run.submitted is not None:
-            if run.submitted.event_id == event.event_id:
-                return []
-            return [self._div("inconsistent", event.run_id, None, f"a second Submitted ({event.event_id})")]
+        if (repeat := self._repeat(run.submitted and run.submitted.event_id, event, event.run_id)) is not None:
+            return repeat
         self.summary.runs += 1
-        sheet_key = f"{event.flight_sheet.id}@{event.flight_sheet.version}"
+        sheet_key = event.flight_sheet.key
         run.submitted = _Submitted(event.event_id, event.lane, sheet_key, _d(event.evidence), event.submission_sha256)
         out: list[Divergence] = []
         actual = sha256_digest(bytes(event.submission))
@@ -618,10 +624,8 @@ class Replay:
         run = self._run(event.run_id)
         if run is None:
             return []
-        if run.checked is not None:
-            if run.checked.event_id == event.event_id:
-                return []
-            return [self._div("inconsistent", event.run_id, None, f"a second Checked ({event.event_id})")]
+        if (repeat := self._repeat(run.checked and run.checked.event_id, event, event.run_id)) is not None:
+            return repeat
         out: list[Divergence] = []
         submitted = run.submitted
         if submitted is not None and event.causation_id != submitted.event_id:
@@ -677,10 +681,8 @@ class Replay:
         earlier = self._waiting.get(key)
         unminted = self._unminted.get(key)
         first_id = earlier[0].event_id if earlier else unminted.event_id if unminted else None
-        if first_id is not None:
-            if first_id == event.event_id:
-                return []
-            return [self._div("inconsistent", key, None, f"a second {type(event).__name__} ({event.event_id})")]
+        if (repeat := self._repeat(first_id, event, key)) is not None:
+            return repeat
         stored = self._pending.pop(key, None)
         if stored is None:
             if self._exhausted:
@@ -738,7 +740,7 @@ class Replay:
                 ("lane", body.lane == c.lane),
                 ("agent_profile", _d(body.agent_profile) == c.profile_d),
                 ("assignment_sha256", body.assignment_sha256 == c.assignment_sha256),
-                ("flight_sheet", f"{body.flight_sheet.id}@{body.flight_sheet.version}" == c.sheet_key),
+                ("flight_sheet", body.flight_sheet.key == c.sheet_key),
             ]
             wrong = [name for name, same in fields if not same]
             if wrong:

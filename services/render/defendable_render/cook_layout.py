@@ -94,7 +94,7 @@ class CookLayout(Layout):
                 ("Cooked model", p.cooked_model, False),
                 ("Dataset", f"{p.dataset.name}@{p.dataset.version}", False),
                 ("Dataset hash", p.dataset.sha256, True),
-                ("Flight sheet", f"{p.flight_sheet.id}@{p.flight_sheet.version}", False),
+                ("Flight sheet", p.flight_sheet.key, False),
                 ("Flight sheet hash", p.flight_sheet.sha256, True),
                 ("Eval set", f"{p.eval_set.name} · {thousands(p.eval_set.items)} items, frozen order", False),
                 ("Eval set hash", p.eval_set.sha256, True),
