@@ -37,6 +37,7 @@ from defendable_canonical.model import (
     Verdict,
     receipt_schema_for,
 )
+from defendable_canonical.redaction import REDACTABLE_FIELDS, Disclosure, redact_body
 from defendable_canonical.sample import sample_unlock_record
 from defendable_canonical.tlog_api import StoredReceiptRow
 from defendable_cli.audit_core import KINDS, Divergence, Replay
@@ -235,6 +236,40 @@ def test_a_faithful_record_has_no_divergence_whichever_side_comes_first(receipts
     s = core.summary
     assert (s.runs, s.rechecked, s.receipts, s.rebuilt) == (3, 3, 4, 4)
     assert s.divergences == dict.fromkeys(KINDS, 0)
+
+
+def redacted(run: Run) -> Run:
+    """The run as intake records it for an org that redacts every field (docs/redaction.md)."""
+    body, disclosures = redact_body(run.approved.receipt, list(REDACTABLE_FIELDS))
+    approved = msgspec.structs.replace(run.approved, receipt=body, disclosures=disclosures)
+    return Run(run.created, run.submitted, run.checked, approved)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (None, None),
+        ("value", "does not open its commitment"),
+        ("drop", "has no disclosure"),
+        ("extra", "which is not redacted"),
+    ],
+)
+def test_a_redacted_approval_must_carry_the_disclosures_that_open_it(change: str | None, says: str | None) -> None:
+    run = redacted(make_run("run_r"))
+    disclosures = list(run.approved.disclosures)
+    if change == "value":
+        disclosures[0] = msgspec.structs.replace(disclosures[0], value="someone else")
+    elif change == "drop":
+        disclosures.pop()
+    elif change == "extra":
+        disclosures.append(Disclosure(path="evidence[9].name", value="x", salt="00" * 32))
+    approved = msgspec.structs.replace(run.approved, disclosures=disclosures)
+    rows = mint([approved])
+    out, _ = replay([*run.events[:3], approved, *minted_events(rows, [approved])], rows)
+    if says is None:
+        assert out == []
+    else:
+        assert set(kinds(out)) == {"inconsistent"} and any(says in d.detail for d in out), out
 
 
 def test_without_the_library_nothing_is_rechecked_but_receipts_are_still_rebuilt() -> None:

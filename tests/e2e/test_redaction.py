@@ -14,9 +14,11 @@ import httpx
 from defendable.client import AsyncClient
 from defendable_canonical.redaction import is_commitment
 from defendable_gateway.admin import CreatedOrg
+from defendable_stack.servers import Stack
 
 from .conftest import Services, checked_run, key
 from .memo import EVIDENCE
+from .test_audit_replay import audit
 from .trust import outcomes, shared_checks
 from .trust import verify_cli as verify
 
@@ -110,3 +112,14 @@ async def test_an_org_that_redacts_nothing_mints_receipts_without_a_redacted_mem
     assert receipt["payload"]["approval"]["note"] == NOTE
     empty = await approver.get(f"/receipts/{receipt['receipt_hash']}/disclosures")
     assert empty.json()["disclosures"] == []
+
+
+async def test_a_redacting_orgs_record_replays_clean(
+    stack: Stack, services: Services, org: CreatedOrg, submitter: AsyncClient, approver: AsyncClient
+) -> None:
+    """`defendable audit replay` puts redacted evidence names back from the disclosures to compare
+    with what Submitted recorded, and checks that each disclosure opens its commitment."""
+    await redacted_receipt(services, org, submitter, approver)
+    code, report, err = await audit(stack.nats_url, org.org_id)
+    assert code == 0, (report, err[-2000:])
+    assert report["divergences"] == [] and report["summary"]["rebuilt"] == 1, report

@@ -64,6 +64,7 @@ from defendable_canonical.incident import UNLOCK_RECEIPT_SCHEMA
 from defendable_canonical.model import (
     COOK_RECEIPT_SCHEMA,
     INCIDENT_RECEIPT_SCHEMA,
+    EvidenceRef,
     Finding,
     FlightSheetRef,
     Signature,
@@ -71,6 +72,7 @@ from defendable_canonical.model import (
     receipt_schema_for,
 )
 from defendable_canonical.receipt import build_any_payload, payload_bytes
+from defendable_canonical.redaction import opens, value_at
 from defendable_canonical.signature import verify_signature
 from defendable_canonical.tlog_api import StoredReceiptRow
 from defendable_ledger.mint import MINT_EVENTS, MintEvent, MintRequest, Unmintable, mint_request
@@ -217,6 +219,18 @@ class _PayloadKeys(msgspec.Struct, frozen=True):
 _keys_decoder = msgspec.json.Decoder(_PayloadKeys)
 _signature_decoder = msgspec.json.Decoder(Signature)
 _encoder = msgspec.json.Encoder()
+
+
+def revealed_evidence(event: Approved) -> list[EvidenceRef]:
+    """The receipt's evidence with redacted names put back from the disclosures, as Submitted
+    recorded it; `Replay._disclosures` checks that each disclosure opens its commitment."""
+    if not event.disclosures:
+        return event.receipt.evidence
+    names = {d.path: d.value for d in event.disclosures}
+    return [
+        msgspec.structs.replace(ref, name=names.get(f"evidence[{i}].name", ref.name))
+        for i, ref in enumerate(event.receipt.evidence)
+    ]
 
 
 def _d(value: object) -> bytes:
@@ -692,6 +706,21 @@ class Replay:
             return []
         return self._settle(event, request, stored)
 
+    def _disclosures(self, event: Approved, seq: int) -> list[Divergence]:
+        """Each redacted field must have the disclosure that opens it (docs/redaction.md): else the
+        org could never reveal it, or would reveal a value the receipt does not commit to."""
+        body = msgspec.to_builtins(event.receipt)
+        listed = set(event.receipt.redacted) if isinstance(event.receipt.redacted, list) else set()
+        disclosed = {d.path for d in event.disclosures}
+        problems = [f"{path} has no disclosure" for path in sorted(listed - disclosed)]
+        problems += [f"a disclosure of {path}, which is not redacted" for path in sorted(disclosed - listed)]
+        problems += [
+            f"the disclosure of {d.path} does not open its commitment"
+            for d in event.disclosures
+            if d.path in listed and not opens(d, value_at(body, d.path))
+        ]
+        return [self._div("inconsistent", event.run_id, seq, "; ".join(problems))] if problems else []
+
     def _settle(self, event: MintEvent, request: MintRequest, stored: _Stored) -> list[Divergence]:
         """Rebuild the receipt from the approval at the stored chain fields, and compare."""
         key = request.run_id
@@ -711,6 +740,8 @@ class Replay:
             out.append(self._div("hash_mismatch", key, stored.seq, "; ".join(problems)))
         if isinstance(event, Approved):
             out += self._against_history(event, stored.seq)
+            if event.disclosures or event.receipt.redacted:
+                out += self._disclosures(event, stored.seq)
         minted = self._minted_early.pop(key, None)
         if minted is not None:
             out += self._against_minted(key, minted, stored.seq, stored.receipt_hash)
@@ -750,7 +781,7 @@ class Replay:
             fields = [
                 ("lane", body.lane == s.lane),
                 ("submission_sha256", body.submission_sha256 == s.submission_sha256),
-                ("evidence", _d(body.evidence) == s.evidence_d),
+                ("evidence", _d(revealed_evidence(event)) == s.evidence_d),
             ]
             wrong = [name for name, same in fields if not same]
             if wrong:
