@@ -74,6 +74,16 @@ def pg_server(stack_dir: Path) -> Iterator[PostgresServer]:
     server.stop()
 
 
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str:
+    """PostgreSQL alone: DATABASE_URL, else the session's server (NATS and S3 are not started)."""
+    from_env = os.environ.get("DATABASE_URL")
+    if from_env:
+        return from_env
+    dsn: str = request.getfixturevalue("pg_server").dsn
+    return dsn
+
+
 @pytest.fixture(scope="session")
 def s3_server(stack_dir: Path) -> Iterator[S3Server]:
     _owned("S3_ENDPOINT_URL")

@@ -1,8 +1,8 @@
-"""The ledger's table on the session's real PostgreSQL (or DATABASE_URL), migrated once per test."""
+"""The ledger's table on the session's real PostgreSQL (or DATABASE_URL: `database_url` in
+tests/conftest.py), migrated once per test; each test writes under an org id of its own."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -10,16 +10,6 @@ import pytest
 
 from defendable_ledger import store
 from defendable_runtime import db
-
-
-@pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    """The session's PostgreSQL (or DATABASE_URL); each test writes under an org id of its own."""
-    from_env = os.environ.get("DATABASE_URL")
-    if from_env:
-        return from_env
-    dsn: str = request.getfixturevalue("pg_server").dsn
-    return dsn
 
 
 @pytest.fixture

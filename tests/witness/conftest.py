@@ -39,15 +39,6 @@ EVENTS_TIMEOUT_S = 30.0
 
 
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str:
-    from_env = os.environ.get("DATABASE_URL")
-    if from_env:
-        return from_env
-    dsn: str = request.getfixturevalue("pg_server").dsn
-    return dsn
-
-
-@pytest.fixture
 async def witness_db(database_url: str) -> AsyncIterator[str]:
     """A database of the witness's own, dropped after the test."""
     name = "witness_" + secrets.token_hex(6)
