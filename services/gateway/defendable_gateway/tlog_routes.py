@@ -7,11 +7,11 @@ by receipt hash and checks that leaf seq − 1 is that receipt).
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from litestar import Request, Response, get
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 
 from defendable_canonical import tlog_api
@@ -66,8 +66,8 @@ async def ledger_checkpoint(request: Request[Any, Any, Any]) -> Response[Any]:
 @get("/ledger/proof/inclusion", summary="RFC 9162 inclusion proof of a receipt in the org's log", guards=[require_key])
 async def inclusion_proof(
     request: Request[Any, Any, Any],
-    receipt_hash: str = Parameter(query="hash", max_length=71),
-    size: int | None = Parameter(query="size", default=None, ge=1),
+    receipt_hash: Annotated[str, QueryParameter(name="hash", max_length=71)],
+    size: Annotated[int | None, QueryParameter(name="size", ge=1)] = None,
 ) -> Response[Any]:
     principal = principal_of(request)
     row = await own_receipt(principal, receipt_hash)
@@ -82,8 +82,8 @@ async def inclusion_proof(
 )
 async def consistency_proof(
     request: Request[Any, Any, Any],
-    first: int = Parameter(query="from", ge=0),
-    second: int = Parameter(query="to", ge=0),
+    first: Annotated[int, QueryParameter(name="from", ge=0)],
+    second: Annotated[int, QueryParameter(name="to", ge=0)],
 ) -> Response[Any]:
     principal = principal_of(request)
     query = tlog_api.ConsistencyQuery(org_id=principal.org_id, first=first, second=second)
