@@ -27,6 +27,13 @@ Fetched approvals are held (`progress`) from fetch until settled, through the qu
 ledger that dies hands them to the next one after the short ack wait.
 Verification of an org's chain is a request-reply question answered here, over
 this service's own table (DESIGN.md §2).
+
+Environment (besides the shared settings): LEDGER_SIGNING_KEY / LEDGER_SIGNING_KEY_FILE (the
+key, `load_signer`), LEDGER_LOG_ORIGIN (the log origin prefix), LEDGER_BATCH,
+LEDGER_BATCH_WINDOW_S and LEDGER_MINT_BATCH (batching), and LEDGER_TLOG: "on" by default;
+"off" is a benchmarking knob only, never for production — mints skip the transparency log
+(no Merkle nodes, no signed checkpoints; receipts are still signed) and the ledger logs a
+warning at startup (`tlog.switched_on`, read once below; used by bench/tlog.py).
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ BACKLOG_BYTES = 2 * MINT_BATCH_BYTES
 PUBLISHING = 2  # committed batches publishing and acking while the next one is minted
 # Inside every checkpoint: set once, before the first receipt (docs/transparency.md).
 LOG_ORIGIN_PREFIX = os.environ.get("LEDGER_LOG_ORIGIN", DEFAULT_ORIGIN_PREFIX)
+# LEDGER_TLOG=off: benchmarking only (bench/tlog.py), never in production: no log is kept.
+TLOG_ON = tlog.switched_on(os.environ)
 
 settings = from_env()
 broker = make_broker(settings.nats_url)
@@ -124,14 +133,21 @@ async def open_resources() -> None:
     await db.migrate(res.pool, store.SCHEMA, store.MIGRATIONS)
     res.signer = await load_signer()
     res.log_keys = tlog.LogKeys(res.signer, LOG_ORIGIN_PREFIX)
-    await backfill_logs()
+    await ensure_streams(broker)  # before any consumer starts, and connects: the backfill publishes
+    if TLOG_ON:
+        await backfill_logs()
+    else:
+        log.warning(
+            "LEDGER_TLOG=off: BENCHMARKING ONLY, NEVER IN PRODUCTION. Receipts are minted without "
+            "the transparency log: no Merkle nodes, no signed checkpoints, no proofs for them "
+            "until a ledger started with the log on backfills it."
+        )
     res.waiting, res.waiting_bytes, res.arrived, res.room = [], 0, asyncio.Event(), asyncio.Event()
     res.room.set()
     res.publishing = asyncio.Semaphore(PUBLISHING)
     res.minting, res.closing = set(), False
     res.minter = asyncio.create_task(run_minter())
     res.minter.add_done_callback(_minter_ended)
-    await ensure_streams(broker)  # before any consumer starts
 
 
 @app.on_shutdown
@@ -360,7 +376,9 @@ async def _mint_org(
         new = chain_batch(head_seq, head_hash, fresh, utc_now(), res.signer.sign_all, tokens)
         await store.append(conn, org_id, head_seq, new)
         checkpoint: tlog.SignedCheckpoint | None
-        if new:
+        if not TLOG_ON:  # LEDGER_TLOG=off, benchmarking only: nothing added to the log
+            checkpoint = None
+        elif new:
             checkpoint = await tlog.extend_log(conn, res.log_keys, org_id, head_seq, [r.receipt_hash for r in new])
         else:
             checkpoint = await tlog.latest_signed(conn, res.log_keys, org_id)

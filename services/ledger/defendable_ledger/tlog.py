@@ -4,13 +4,18 @@
 right border, signs the checkpoint of the new size, and refuses (raising, so the batch rolls
 back and is retried, never dead-lettered) unless a consistency proof from the stored nodes
 links it to the last checkpoint it signed. The answers to `svc.ledger.tlog` live here too.
+
+`switched_on` reads LEDGER_TLOG, a benchmarking knob only (bench/tlog.py), never for
+production: "off" mints receipts (still signed) without Merkle nodes or checkpoints, so the
+bench can compare the mint rate without the log. A ledger started "on" again backfills the
+log of every org whose head is past its last checkpoint (`backfill`, at startup).
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -70,6 +75,14 @@ SERVICE = "ledger"
 
 # Raised while extending a log: the batch is retried, loudly, and nothing is signed.
 LOG_REFUSALS = (InconsistentCheckpoint, CheckpointError, MissingNodes, ProofError)
+
+
+def switched_on(environ: Mapping[str, str]) -> bool:
+    """LEDGER_TLOG: "on" (the default) or "off" (benchmarking only: no log, no checkpoints)."""
+    value = environ.get("LEDGER_TLOG", "on").strip().lower()
+    if value not in ("on", "off"):
+        raise SystemExit(f"LEDGER_TLOG is 'on' (the default) or 'off' (benchmarking only), not {value!r}")
+    return value == "on"
 
 
 class SignedCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
