@@ -1,13 +1,28 @@
 """`python -m bench [--quick] [--only PART ...]`: measure, then write bench/results/latest.json.
 
-`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset, proofs, audit) measures just those parts,
-for quick before/after comparisons, and writes bench/results/partial.json instead.
+`--only` (micro, baselines, pipeline, ledger, otlp, referee, dataset, proofs, audit, tlog) measures just those
+parts, for quick before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
 2. a fresh stack (servers + five services) on free ports; 3. raw baselines
 on those servers; 4. sustained full runs/s and approve→minted latency, with
 each process's CPU per run; 5. ledger mints/s for one org, the other
-consumers stopped; 6. the JSON, with the targets beside the figures.
+consumers stopped; 6. the transparency log (bench/tlog.py): inclusion proofs served/s over
+HTTP (before render and the gateway stop), then the mint rate with the log on and with
+LEDGER_TLOG=off (the ledger restarted between runs, alternating, medians; the target is
+their ratio, ≥ 0.80) and the checkpoint cost per mint batch; 7. the JSON, with the targets
+beside the figures.
+
+The transparency log's figures (`--only tlog`; `tlog_headline` in latest.json gathers them):
+inclusion proofs served/s, `tlog.proofs_served.http.proofs_per_s` (16 requests in flight
+to `GET /ledger/proof/inclusion`; `.nats_request_reply` asks `svc.ledger.tlog` directly);
+proofs verified/s, `proofs.reached` (the Python verifier, part `proofs`); the checkpoint
+cost per mint batch, `tlog.checkpoint_cost.extend_log_ms_per_batch` and `_us_per_receipt`
+(`tlog.extend_log` against this PostgreSQL, batches of the size the ledger took while
+draining, with the pure Merkle/signing costs beside it); the mint rate with the log on and
+off, `tlog.mint_rate.median_on` / `median_off` and `ratio_on_to_off` (target
+`mint_rate_tlog_on_to_off_ratio`). LEDGER_TLOG=off is a benchmarking knob of the ledger,
+never for production; receipts stay signed with it (see bench/tlog.py).
 """
 
 from __future__ import annotations
@@ -40,9 +55,10 @@ from .otlp import otlp
 from .pipeline import full_runs, ledger_mints
 from .proofs import proofs
 from .referee import referee_checks
+from .tlog import DEFAULT_MINT_BATCH, RATIO_TARGET, checkpoint_cost, mint_rate, proofs_served
 
 SERVICES = ("gateway", "intake", "referee", "ledger", "render")
-PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset", "proofs", "audit"]
+PARTS = ["micro", "baselines", "pipeline", "ledger", "otlp", "referee", "dataset", "proofs", "audit", "tlog"]
 TARGETS = {
     "full_runs_per_s": 150,
     "ledger_mints_per_s": 10_000,
@@ -50,6 +66,8 @@ TARGETS = {
     "render_pdfs_per_s": 50,
     "cre_sheet_checks_per_s": 2_000,  # the slowest of the three CRE-lane sheets, one core
     "otlp_spans_per_s": 20_000,  # the slower of protobuf and JSON, one core
+    # Ledger mints/s with the transparency log (Merkle nodes, signed checkpoints) ÷ with LEDGER_TLOG=off.
+    "mint_rate_tlog_on_to_off_ratio": RATIO_TARGET,
 }
 # Upper bounds (lower is better): the Dataset lane's seven sheets over a 1,000,000-row CSV, two cores.
 LIMITS = {
@@ -121,7 +139,7 @@ def main() -> int:
     if "audit" in parts:
         print("bench: audit replay runs/s (BENCH_AUDIT_RUNS, default 100,000), with and without re-checks", flush=True)
         figures["audit"] = audit_replay(args.quick)
-    if parts & {"baselines", "pipeline", "ledger"}:
+    if parts & {"baselines", "pipeline", "ledger", "tlog"}:
         figures |= stack_figures(parts, args.quick)
     if parts != set(PARTS):
         RESULTS.mkdir(exist_ok=True)
@@ -143,12 +161,14 @@ def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         env = {**os.environ, **stack.env(), "GATEWAY_PORT": str(port), "PUBLIC_BASE_URL": url}
 
-        def start(name: str) -> None:
-            procs[name] = spawn([sys.executable, "-m", f"defendable_{name}"], base / "logs" / f"{name}.log", env=env)
+        def start(name: str, extra: dict[str, str] | None = None) -> None:
+            argv = [sys.executable, "-m", f"defendable_{name}"]
+            procs[name] = spawn(argv, base / "logs" / f"{name}.log", env={**env, **(extra or {})})
 
         def stop(name: str) -> None:
-            procs[name].terminate()
-            procs[name].wait(30)
+            if procs[name].poll() is None:
+                procs[name].terminate()
+                procs[name].wait(30)
 
         for name in SERVICES:
             start(name)
@@ -168,13 +188,30 @@ def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
             figures["pipeline"]["cpu_ms_per_run"] = {
                 name: round(1000 * (after[name] - before.get(name, 0.0)) / runs, 2) for name in after
             }
+        servers = {s.name: s.pid for s in stack.servers}
+        if "tlog" in parts:
+            print("bench: inclusion proofs served/s (HTTP and NATS), render stopped", flush=True)
+            stop("render")  # it would render a PDF for every receipt minted for the proofs
+            figures["tlog"] = {
+                "proofs_served": asyncio.run(
+                    proofs_served(
+                        stack.env(),
+                        url,
+                        quick,
+                        lambda: cpu_seconds(servers | {n: procs[n].pid for n in ("gateway", "ledger")}),
+                    )
+                )
+            }
+            print("bench: checkpoint cost per mint batch (tlog.extend_log, in-process)", flush=True)
+            # Before the mint runs below: after them PostgreSQL is busy vacuuming what they wrote.
+            cost = checkpoint_cost(stack.env()["DATABASE_URL"], DEFAULT_MINT_BATCH, quick)
+            figures["tlog"]["checkpoint_cost"] = asyncio.run(cost)
         if "ledger" in parts:
             print("bench: ledger mints/s for one org", flush=True)
             # Last, and with render and the gateway stopped: the Minted events would
             # otherwise keep them busy and measure their cost, not the ledger's.
             stop("render")
             stop("gateway")
-            servers = {s.name: s.pid for s in stack.servers}
             figures["ledger"] = asyncio.run(
                 ledger_mints(
                     stack.env(),
@@ -184,6 +221,28 @@ def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
                     lambda: cpu_seconds(servers | {"ledger": procs["ledger"].pid}),
                 )
             )
+        if "tlog" in parts:
+            print("bench: ledger mints/s with the transparency log on and off (LEDGER_TLOG)", flush=True)
+            stop("render")
+            stop("gateway")
+            rate = asyncio.run(
+                mint_rate(
+                    stack.env(),
+                    10_000 if quick else 20_000,
+                    3,
+                    lambda: stop("ledger"),
+                    lambda on: start("ledger", {"LEDGER_TLOG": "on" if on else "off"}),
+                    lambda: cpu_seconds(servers | {"ledger": procs["ledger"].pid}),
+                )
+            )
+            ledger_log = (base / "logs" / "ledger.log").read_text(errors="replace")
+            rate["off_warnings_logged"] = ledger_log.count("LEDGER_TLOG=off: BENCHMARKING ONLY")
+            figures["tlog"]["mint_rate"] = rate
+            stop("ledger")  # timed alone, in this process, at the batch size the drain took
+            print("bench: checkpoint cost per mint batch again, after the mint runs", flush=True)
+            batch = int(rate["batch_receipts_median"] or DEFAULT_MINT_BATCH)
+            cost = checkpoint_cost(stack.env()["DATABASE_URL"], batch, quick)
+            figures["tlog"]["checkpoint_cost_after_mints"] = asyncio.run(cost)
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -198,6 +257,20 @@ def stack_figures(parts: set[str], quick: bool) -> dict[str, Any]:
     return figures
 
 
+def tlog_headline(figures: dict[str, Any]) -> dict[str, Any]:
+    """The transparency log's figures the issue asks for, in one place."""
+    t = figures["tlog"]
+    return {
+        "inclusion_proofs_served_per_s": t["proofs_served"]["http"]["proofs_per_s"],
+        "proofs_verified_per_s": figures["proofs"]["reached"],
+        "checkpoint_ms_per_batch": t["checkpoint_cost"]["extend_log_ms_per_batch"],
+        "checkpoint_us_per_receipt": t["checkpoint_cost"]["extend_log_us_per_receipt"],
+        "batch_receipts": t["checkpoint_cost"]["batch_receipts"],
+        "mints_per_s_tlog_on": t["mint_rate"]["median_on"],
+        "mints_per_s_tlog_off": t["mint_rate"]["median_off"],
+    }
+
+
 def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
     reached = {
         "full_runs_per_s": figures["pipeline"]["full_runs_per_s"],
@@ -208,6 +281,7 @@ def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
         "render_pdfs_per_s": figures["micro"]["render_pdfs_per_s"],
         "cre_sheet_checks_per_s": min(figures["referee"][k]["checks_per_s_cpu"] for k in CRE_SHEETS),
         "otlp_spans_per_s": figures["otlp"]["reached"],
+        "mint_rate_tlog_on_to_off_ratio": figures["tlog"]["mint_rate"]["ratio_on_to_off"],
     }
     limited = {
         "dataset_seven_sheets_s": figures["dataset"]["seven_sheets_s"],
@@ -223,11 +297,19 @@ def write_results(started: str, quick: bool, figures: dict[str, Any]) -> int:
         "limits": LIMITS,
         "measured": limited,
         "within_limits": {k: limited[k] <= LIMITS[k] for k in LIMITS},
+        "tlog_headline": tlog_headline(figures),
         **figures,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(json.dumps({"reached": reached, "targets": TARGETS, "measured": limited, "limits": LIMITS}, indent=2))
+    headline = {
+        "reached": reached,
+        "targets": TARGETS,
+        "measured": limited,
+        "limits": LIMITS,
+        "tlog": tlog_headline(figures),
+    }
+    print(json.dumps(headline, indent=2))
     print(f"bench: wrote {RESULTS / 'latest.json'}")
     return 0
 

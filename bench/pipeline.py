@@ -7,7 +7,6 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -70,28 +69,18 @@ async def full_runs(env: dict[str, str], base_url: str, runs: int, concurrency: 
     }
 
 
-async def ledger_mints(
-    env: dict[str, str],
-    n: int,
-    stop_ledger: Callable[[], None],
-    start_ledger: Callable[[], None],
-    cpu: Callable[[], dict[str, float]],
-) -> dict[str, Any]:
-    """Approvals queued while the ledger is down, then drained: receipts/s for one org,
-    and the CPU microseconds each process spent per receipt while draining (`cpu()`
-    reads every process's CPU seconds)."""
-    org_id = f"bench-ledger-{os.urandom(4).hex()}"
-    stop_ledger()
-    nc = await nats.connect(env["NATS_URL"])
+async def publish_approvals(nats_url: str, org_id: str, n: int, tag: str) -> None:
+    """`n` approvals of typical bodies for `org_id`, as intake publishes them, 500 in flight at a time."""
+    nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    now = datetime.now(UTC).isoformat()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for base in range(0, n, 500):
         events = []
         for i in range(base, min(n, base + 500)):
             body = typical_body(i, org_id)
             events.append(
                 Approved(
-                    event_id=derive_id("ev", "bench", org_id, str(i)),
+                    event_id=derive_id("ev", tag, org_id, str(i)),
                     org_id=org_id,
                     run_id=body.run_id,
                     occurred_at=now,
@@ -103,20 +92,40 @@ async def ledger_mints(
             *(js.publish(event_subject(e), encode(e), headers={"Nats-Msg-Id": e.event_id}) for e in events)
         )
     await nc.close()
+
+
+async def ledger_mints(
+    env: dict[str, str],
+    n: int,
+    stop_ledger: Callable[[], None],
+    start_ledger: Callable[[], None],
+    cpu: Callable[[], dict[str, float]],
+    org_id: str | None = None,
+) -> dict[str, Any]:
+    """Approvals queued while the ledger is down, then drained: receipts/s for one org
+    (`org_id`, a fresh one by default), and the CPU microseconds each process spent per
+    receipt while draining (`cpu()` reads every process's CPU seconds)."""
+    org_id = org_id or f"bench-ledger-{os.urandom(4).hex()}"
+    stop_ledger()
+    await publish_approvals(env["NATS_URL"], org_id, n, "bench")
     conn = await asyncpg.connect(env["DATABASE_URL"])
     try:
         start_ledger()
         # The head row moves in the same transaction as the receipts it counts, and reading
         # it costs the same at any chain length (a count(*) every 10 ms did not).
         head = "SELECT coalesce(max(seq), 0) FROM ledger.heads WHERE org_id = $1"
-        count = 0
+        count, deadline = 0, time.monotonic() + 300  # a ledger that died would leave this waiting
         while count == 0:
             count = await conn.fetchval(head, org_id)
             await asyncio.sleep(0.005)
+            if time.monotonic() > deadline:
+                raise TimeoutError("the ledger minted nothing in 300 s: see its log")
         first, t0, before = count, time.perf_counter(), cpu()
         while count < n:
             await asyncio.sleep(0.01)
             count = await conn.fetchval(head, org_id)
+            if time.monotonic() > deadline + 600:
+                raise TimeoutError(f"the ledger minted {count} of {n} approvals in 900 s: see its log")
         elapsed, after = time.perf_counter() - t0, cpu()
     finally:
         await conn.close()
