@@ -16,12 +16,12 @@ import pytest
 
 from defendable_canonical.chain import verify_chain
 from defendable_canonical.digest import GENESIS_HASH
-from defendable_canonical.events import Approved
 from defendable_canonical.model import StoredReceipt
-from defendable_canonical.perf import typical_body
 from defendable_ledger import store
 from defendable_ledger.keys import Signer
-from defendable_ledger.mint import MintedReceipt, MintRequest, chain_batch, mint_request
+from defendable_ledger.mint import MintedReceipt, MintRequest, chain_batch
+
+from .conftest import approvals
 
 MINTED_AT = "2026-01-02T03:04:05.000Z"
 SIGN_ALL = Signer.generate().sign_all
@@ -30,23 +30,6 @@ SIGN_ALL = Signer.generate().sign_all
 @pytest.fixture
 def org_id() -> str:
     return "org-race-" + secrets.token_hex(6)
-
-
-def approvals(org_id: str, count: int) -> list[MintRequest]:
-    out = []
-    for _ in range(count):
-        run_id = "run_" + secrets.token_hex(16)
-        body = msgspec.structs.replace(typical_body(1, org_id), run_id=run_id)
-        approved = Approved(
-            event_id="ev_" + secrets.token_hex(16),
-            org_id=org_id,
-            run_id=run_id,
-            occurred_at=MINTED_AT,
-            producer="test",
-            receipt=body,
-        )
-        out.append(mint_request(approved))
-    return out
 
 
 def tokens(count: int) -> list[str]:

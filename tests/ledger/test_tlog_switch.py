@@ -6,31 +6,12 @@ from __future__ import annotations
 import secrets
 
 import asyncpg
-import msgspec
 import pytest
 
-from defendable_canonical.events import Approved
-from defendable_canonical.perf import typical_body
 from defendable_ledger import app, store, tlog, tlog_store
 from defendable_ledger.keys import Signer
-from defendable_ledger.mint import MintRequest, mint_request
 
-
-def approvals(org_id: str, count: int) -> list[MintRequest]:
-    out = []
-    for _ in range(count):
-        run_id = "run_" + secrets.token_hex(16)
-        body = msgspec.structs.replace(typical_body(1, org_id), run_id=run_id)
-        event = Approved(
-            event_id="ev_" + secrets.token_hex(16),
-            org_id=org_id,
-            run_id=run_id,
-            occurred_at="2026-01-02T03:04:05.000Z",
-            producer="test",
-            receipt=body,
-        )
-        out.append(mint_request(event))
-    return out
+from .conftest import approvals
 
 
 @pytest.fixture
