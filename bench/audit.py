@@ -20,7 +20,6 @@ Plan:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import resource
@@ -52,7 +51,6 @@ from defendable_canonical.jcs import canonicalize
 from defendable_canonical.model import (
     AgentProfile,
     Approval,
-    EvidenceRef,
     Finding,
     ReceiptBody,
     Verdict,
@@ -73,23 +71,14 @@ from defendable_referee.check import check_submission
 from defendable_referee.sheet import load_library
 from defendable_runtime.batching import ATOMIC_BATCH_MAX, BATCH_BYTES_MAX, Outgoing, store_batch
 from defendable_runtime.messaging import STREAMS
-from defendable_stack.demo import EVIDENCE, SHEET, memo
+from defendable_stack.demo import EVIDENCE_REFS, SHEET, memo
 from defendable_stack.servers import start_nats
 
 ORG = "org_audit_bench"
 AT = "2026-05-01T09:00:00.000Z"
 MINT_BATCH = 1000  # approvals the ledger chains per transaction
 PROFILE = AgentProfile(model="gpt-bench", harness="bench", tools=["calculator"], runtime="python3.11")
-REFS = [
-    EvidenceRef(
-        id=f"ev_{i}",
-        name=name,
-        media_type="application/pdf",
-        size=len(data),
-        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
-    )
-    for i, (name, data) in enumerate(EVIDENCE.items())
-]
+REFS = EVIDENCE_REFS
 # Distinct memos (honey, flagged, wrong figures): the runs cycle through them.
 VARIANTS: list[dict[str, Any]] = [
     {},

@@ -11,6 +11,7 @@ verify the share link the way a stranger would.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import msgspec
 
 from defendable.client import ApiError, AsyncClient
+from defendable_canonical.model import EvidenceRef
 from defendable_canonical.verification import all_passed, verify_document
 from defendable_canonical.verify_transparency import Trust, parse_key_set
 from defendable_gateway.admin import CreatedOrg, create_org
@@ -28,6 +30,17 @@ EVIDENCE = {
     "t12.csv": b"month,noi\n2025-12,75000\n...\ntotal,900000\n",
     "appraisal.pdf": b"As-is market value: $10,000,000 (appraisal dated 2026-09-30)\n",
 }
+# The receipt's references to those files (ids ev_0..), as a run that attached them records them.
+EVIDENCE_REFS = [
+    EvidenceRef(
+        id=f"ev_{i}",
+        name=name,
+        media_type="application/pdf",
+        size=len(data),
+        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
+    )
+    for i, (name, data) in enumerate(EVIDENCE.items())
+]
 
 
 def memo(

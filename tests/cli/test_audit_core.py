@@ -6,7 +6,6 @@ receipt body, the ledger's `mint.chain_batch` and signer); nothing here is a moc
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +44,7 @@ from defendable_ledger.keys import Signer
 from defendable_ledger.mint import MintEvent, chain_batch, mint_request
 from defendable_referee.check import check_submission
 from defendable_referee.sheet import load_library
-from defendable_stack.demo import EVIDENCE, SHEET, memo
+from defendable_stack.demo import EVIDENCE_REFS, SHEET, memo
 
 ORG = "org_audit"
 AT = "2026-03-04T05:06:07.000Z"
@@ -56,16 +55,7 @@ LOADED = LIBRARY.get(SHEET)
 PROFILE = AgentProfile(model="gpt-test", harness="pytest", tools=["calculator"], runtime="python3.11")
 SIGNER = Signer.generate()
 KEYS = {SIGNER.kid: SIGNER(b"\x00" * 32).public_key}
-REFS = [
-    EvidenceRef(
-        id=f"ev_{i}",
-        name=name,
-        media_type="application/pdf",
-        size=len(data),
-        sha256="sha256:" + hashlib.sha256(data).hexdigest(),
-    )
-    for i, (name, data) in enumerate(EVIDENCE.items())
-]
+REFS = EVIDENCE_REFS
 
 
 class Envelope(TypedDict):

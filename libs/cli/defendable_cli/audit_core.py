@@ -40,7 +40,7 @@ import struct
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Final, Literal, NamedTuple
+from typing import Final, Literal, NamedTuple, get_args
 
 import msgspec
 
@@ -93,16 +93,7 @@ Kind = Literal[
     "unminted",
     "inconsistent",
 ]
-KINDS: Final[tuple[Kind, ...]] = (
-    "verdict_drift",
-    "sheet_unavailable",
-    "hash_mismatch",
-    "chain_broken",
-    "bad_signature",
-    "missing_event",
-    "unminted",
-    "inconsistent",
-)
+KINDS: Final[tuple[Kind, ...]] = get_args(Kind)
 # The history an eval receipt must have in the stream, by event name.
 HISTORY: Final = ("created", "submitted", "checked")
 RETAIN_PAYLOADS: Final = 4096
