@@ -297,4 +297,7 @@ def test_embedded_json_cannot_close_its_script_element() -> None:
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text) == json.loads(hostile)
     page = verify_html(hostile, b'{"keys": []}')
-    assert page.count("</script>") == 4  # the two JSON blocks, the import map, the module
+    assert page.count("</script>") == 3  # the two JSON blocks and the module
+    csp = page.split('http-equiv="Content-Security-Policy" content="', 1)[1].split('"', 1)[0]
+    directives = dict(d.strip().split(" ", 1) for d in csp.split(";"))
+    assert directives["script-src"].startswith("'sha256-") and " " not in directives["script-src"]  # only the module

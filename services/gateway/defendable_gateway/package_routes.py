@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -67,6 +66,7 @@ CHUNK: Final = 1024 * 1024
 MAX_CONCURRENT_BUILDS: Final = 2
 _EVIDENCE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")  # a safe file name: ids are ev_<24 hex> by construction
 _SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
+_IMPORT_VERIFY = re.compile(r'^import \{[^}]*\} from "\./verify\.js";\n', re.M)
 _builds = asyncio.Semaphore(MAX_CONCURRENT_BUILDS)
 _encoder = msgspec.json.Encoder()
 
@@ -347,20 +347,19 @@ class VerifyTemplate:
 
 @cache
 def verify_template() -> VerifyTemplate:
-    """verify.html without its data: receipt.css inline, verify.js as a data: module the import
-    map names, receipt.js plus the boot as one inline module; the CSP allows exactly those."""
+    """verify.html without its data: receipt.css inline, and one inline module: verify.js, then
+    receipt.js without its import of it (the two share no top-level name), then the boot. The
+    CSP allows exactly that script and that style, by hash: no data: or file: script can run."""
     css = ASSETS["receipt.css"][0].decode()
-    verify_js = ASSETS["verify.js"][0]
-    receipt_js = ASSETS["receipt.js"][0].decode()
-    if 'from "./verify.js";' not in receipt_js:
-        raise RuntimeError("receipt.js no longer imports ./verify.js: verify.html needs its import map changed")
-    module = receipt_js + VERIFY_BOOT
-    data_url = "data:text/javascript;base64," + base64.b64encode(verify_js).decode()
-    import_map = json.dumps({"imports": {"./verify.js": data_url}})
-    if any(re.search(r"</(script|style)|<!--", text, re.I) for text in (css, module, import_map)):
+    verify_js = ASSETS["verify.js"][0].decode()
+    receipt_js, imports = _IMPORT_VERIFY.subn("", ASSETS["receipt.js"][0].decode())
+    if imports != 1:
+        raise RuntimeError("receipt.js no longer imports ./verify.js in one line: verify.html needs changing")
+    module = verify_js + "\n" + receipt_js + VERIFY_BOOT
+    if any(re.search(r"</(script|style)|<!--", text, re.I) for text in (css, module)):
         raise RuntimeError("an inlined asset would close its own element")
     csp = (
-        f"default-src 'none'; script-src {csp_hash(import_map)} {csp_hash(module)} data:; "
+        f"default-src 'none'; script-src {csp_hash(module)}; "
         f"style-src {csp_hash(css)}; img-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
     )
     head = f"""<!doctype html>
@@ -396,7 +395,6 @@ with a copy you obtained separately.</p>
     middle = """</script>
 <script type="application/json" id="defendable-keys">"""
     tail = f"""</script>
-<script type="importmap">{import_map}</script>
 <script type="module">{module}</script>
 </body>
 </html>
