@@ -25,7 +25,7 @@ browser: ## Install Debian's Chromium for the receipt page's browser tests, unle
 demo: install ## Start the local stack and push one real Agent Work run through it
 	@$(BIN)/python -m defendable_stack demo
 
-up: install ## Start the local stack (servers + five services) and leave it running
+up: install ## Start the local stack (servers + the services and the witness) and leave it running
 	@$(BIN)/python -m defendable_stack up --wait
 
 down: ## Stop the local stack (data is kept in .stack/)

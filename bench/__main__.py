@@ -4,7 +4,7 @@
 parts, for quick before/after comparisons, and writes bench/results/partial.json instead.
 
 Plan: 1. in-process figures on a quiet machine (canonical, chain, PDF);
-2. a fresh stack (servers + five services) on free ports; 3. raw baselines
+2. a fresh stack (servers + the five services) on free ports; 3. raw baselines
 on those servers; 4. sustained full runs/s and approve→minted latency, with
 each process's CPU per run; 5. ledger mints/s for one org, the other
 consumers stopped; 6. the transparency log (bench/tlog.py): inclusion proofs served/s over

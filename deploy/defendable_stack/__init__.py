@@ -1,1 +1,1 @@
-"""Local stack launcher: servers from PyPI packages, the five services, the demo."""
+"""Local stack launcher: servers from PyPI packages, the services and the witness, the demo."""

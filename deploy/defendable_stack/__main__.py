@@ -2,7 +2,7 @@
 
 ``up`` starts NATS, SeaweedFS (S3) and PostgreSQL with their data under
 ``.stack/`` (kept between runs), unless NATS_URL, DATABASE_URL or
-S3_ENDPOINT_URL name servers to use instead; then the five services, all
+S3_ENDPOINT_URL name servers to use instead; then the five services and the witness, all
 detached. ``down`` stops what ``up`` started; ``status`` says what is alive.
 """
 

@@ -1,4 +1,4 @@
-"""The five services as real processes on the session's real servers."""
+"""The five services and the witness as real processes on the session's real servers."""
 
 from __future__ import annotations
 

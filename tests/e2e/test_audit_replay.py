@@ -1,6 +1,6 @@
 """`defendable audit replay` over a real org on the real stack: nothing, then every tampering.
 
-Runs go through the five services (HTTP in, receipts minted by the ledger); the replay
+Runs go through the services (HTTP in, receipts minted by the ledger); the replay
 reads the RUNS stream and asks the ledger for its receipts, as a user runs it. Then the
 record is tampered with as an insider could: a receipt's payload rewritten in the ledger's
 table, and a forged approval published straight to the stream (which the ledger mints,

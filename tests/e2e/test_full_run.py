@@ -1,4 +1,4 @@
-"""A run from HTTP to a verified receipt, across the five services on real servers."""
+"""A run from HTTP to a verified receipt, across the services (and the witness) on real servers."""
 
 from __future__ import annotations
 

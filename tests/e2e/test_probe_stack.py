@@ -1,4 +1,4 @@
-"""`defendable probe` against the five services on real servers: the run it submits is checked and approved.
+"""`defendable probe` against the services on real servers: the run it submits is checked and approved.
 
 The probe runs as a seller runs it, a subprocess with a submitter key; the referee then
 fetches every evidence file from S3, re-hashes it, and re-derives each claimed figure.
