@@ -4,7 +4,7 @@ Plan: 1. make sure the stack is up and ready; 2. reuse (or create) the demo
 organisation, whose keys live in .stack/demo-org.json; 3. create a run, upload
 three evidence files and a note, submit a CRE loan memo; 4. wait for the
 referee's verdict, approve as the named approver; 5. wait for the signed,
-chained receipt and its PDF; 6. print `receipt:`, `share:` and `pdf:` lines and
+chained receipt and its PDF; 6. print `receipt:`, `page:`, `share:`, `pdf:` and `package:` lines and
 verify the share link the way a stranger would.
 """
 
@@ -185,9 +185,15 @@ async def push_run(base: Path, state: dict[str, Any]) -> int:
         key_set = (await submitter.get("/.well-known/defendable-keys.json")).content
         checks = verify_document(shared, Trust(keys=parse_key_set(key_set), source="this stack's key set"))
         say("verified", ", ".join(f"{c.name} {c.outcome}" for c in checks))
+        package = await approver.get(f"/receipts/{receipt['receipt_hash']}/package")
+        package.raise_for_status()
+        zipped = out.with_suffix(".zip")
+        zipped.write_bytes(package.content)
         print(f"receipt: {receipt['receipt_hash']}")
+        print(f"page: {receipt['links']['share'].replace('/share/', '/r/')}")
         print(f"share: {receipt['links']['share']}")
         print(f"pdf: {out}")
+        print(f"package: {zipped}  (.venv/bin/defendable verify it, or open verify.html inside it)")
         return 0 if all_passed(checks) else 1
     finally:
         await submitter.aclose()
