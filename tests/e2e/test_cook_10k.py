@@ -69,10 +69,16 @@ async def seed_copies(database_url: str, org_id: str, templates: dict[tuple[str,
     try:
         states = {}
         for (model, score), run_id in templates.items():
-            data = await conn.fetchval(
-                "SELECT state FROM intake.runs WHERE org_id = $1 AND run_id = $2", org_id, run_id
-            )
-            state = msgspec.json.decode(data, type=RunState)
+            # The gateway showed the run checked; intake folds the same verdict on its own time.
+            deadline = time.monotonic() + 30
+            while True:
+                data = await conn.fetchval(
+                    "SELECT state FROM intake.runs WHERE org_id = $1 AND run_id = $2", org_id, run_id
+                )
+                state = msgspec.json.decode(data, type=RunState)
+                if state.checked is not None or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.1)
             assert state.checked is not None and state.checked.verdict.score == score, (model, score, state)
             states[model, score] = state
         sides: tuple[list[str], list[str]] = ([], [])
