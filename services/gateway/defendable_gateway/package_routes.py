@@ -44,7 +44,6 @@ from litestar.params import Parameter
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.response import Stream
 
-from defendable_canonical.subjects import LEDGER_KEYS
 from defendable_runtime.storage import BlobTooLarge, evidence_key
 
 from .org_settings import (
@@ -56,9 +55,8 @@ from .org_settings import (
     put_org_settings,
 )
 from .receipt_page import ASSETS
-from .routes import holder, own_receipt, principal_of, problem, read_bounded, require_key
-from .schemas import ShareDoc, ShareTransparency
-from .tlog_routes import share_proof
+from .routes import holder, ledger_key_set, own_receipt, principal_of, problem, read_bounded, require_key
+from .tlog_routes import share_document
 
 MAX_PACKAGE_EVIDENCE_BYTES: Final = 256 * 1024 * 1024
 SPOOL_BYTES: Final = 8 * 1024 * 1024
@@ -126,13 +124,6 @@ def evidence_files(payload: Any) -> list[EvidenceFile]:
     return list(found.values())
 
 
-async def key_set() -> bytes:
-    try:
-        return await holder.res.bus.ask(LEDGER_KEYS, b"{}", 10.0)
-    except TimeoutError as exc:
-        raise problem(503, "the ledger did not answer for its key set; retry shortly") from exc
-
-
 def not_rendered() -> ProblemDetailsException:
     return ProblemDetailsException(
         status_code=409,
@@ -162,7 +153,8 @@ async def receipt_package(
     if row["pdf_key"] is None:
         raise not_rendered()
     payload = msgspec.json.decode(bytes(row["payload"]))
-    files = evidence_files(payload) if mode == "files" else []
+    named = evidence_files(payload)
+    files = named if mode == "files" else []
     total = sum(f.size for f in files)
     if total > MAX_PACKAGE_EVIDENCE_BYTES:
         raise problem(
@@ -171,17 +163,9 @@ async def receipt_package(
             " include; ask for ?evidence=hashes (the receipt still names every file's sha256)",
         )
     receipt_hash: str = row["receipt_hash"]
-    proof = await share_proof(principal.org_id, receipt_hash, row["seq"])
-    doc = ShareDoc(
-        receipt_hash=receipt_hash,
-        payload=msgspec.Raw(bytes(row["payload"])),
-        signature=msgspec.Raw(bytes(row["signature"])),
-        transparency=ShareTransparency(
-            origin=proof.origin, leaf_index=proof.leaf_index, tree_size=proof.tree_size, proof=proof.proof
-        ),
-    )
+    doc, proof = await share_document(row)
     receipt_json = _encoder.encode(doc)
-    keys = await key_set()
+    keys = await ledger_key_set()
     pdf = await holder.res.blobs.get_bytes(row["pdf_key"])
     if pdf is None:
         raise problem(503, "the receipt's PDF is missing from storage; it is regenerable from the receipt, retry later")
@@ -191,7 +175,7 @@ async def receipt_package(
         proof=proof.proof.encode(),
         keys=keys,
         mode=mode,
-        evidence_count=len(evidence_files(payload)),
+        evidence_count=len(named),
         minted_at=payload.get("minted_at") if isinstance(payload, dict) else None,
     )
     async with _builds:

@@ -581,12 +581,17 @@ async def get_receipt(request: Request[Any, Any, Any], ref: str) -> Response[Any
     summary="Every public key the ledger has signed receipts with: the active one and the retired ones",
 )
 async def ledger_keys() -> Response[Any]:
-    try:
-        answer = await holder.res.bus.ask(LEDGER_KEYS, b"{}", 10.0)
-    except TimeoutError as exc:
-        raise problem(503, "the ledger did not answer; retry shortly") from exc
+    answer = await ledger_key_set()
     # Verifiers may cache it briefly; a rotation shows within the minute.
     return Response(msgspec.Raw(answer), media_type="application/json", headers={"Cache-Control": "public, max-age=60"})
+
+
+async def ledger_key_set() -> bytes:
+    """The ledger's key set (defendable-keys.json) as it answers it; 503 when it does not."""
+    try:
+        return await holder.res.bus.ask(LEDGER_KEYS, b"{}", 10.0)
+    except TimeoutError as exc:
+        raise problem(503, "the ledger did not answer for its key set; retry shortly") from exc
 
 
 @get("/ledger/verify", summary="The ledger verifies this org's chain over its own table", guards=[require_key])

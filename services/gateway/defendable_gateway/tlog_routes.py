@@ -100,8 +100,13 @@ async def share(token: str) -> ShareDoc:
     row = await store.get_receipt_by_token(holder.res.pool, token) if _TOKEN.fullmatch(token) else None
     if row is None:
         raise problem(404, "no receipt is shared under this link")
+    return (await share_document(row))[0]
+
+
+async def share_document(row: dict[str, Any]) -> tuple[ShareDoc, tlog_api.ProofAnswer]:
+    """A receipt row as its share document (with its self-contained proof), and that proof."""
     proof = await share_proof(row["org_id"], row["receipt_hash"], row["seq"])
-    return ShareDoc(
+    doc = ShareDoc(
         receipt_hash=row["receipt_hash"],
         payload=msgspec.Raw(bytes(row["payload"])),
         signature=msgspec.Raw(bytes(row["signature"])),
@@ -109,6 +114,7 @@ async def share(token: str) -> ShareDoc:
             origin=proof.origin, leaf_index=proof.leaf_index, tree_size=proof.tree_size, proof=proof.proof
         ),
     )
+    return doc, proof
 
 
 TLOG_ROUTES = [share, ledger_checkpoint, inclusion_proof, consistency_proof]
