@@ -42,6 +42,11 @@ class Disclosure(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_field
     salt: str
 
 
+def evidence_name_path(index: int) -> str:
+    """The path of the name of the receipt's `index`-th evidence file."""
+    return f"evidence[{index}].name"
+
+
 def commit(value: str, salt: bytes) -> str:
     """The commitment that stands in the payload for `value`."""
     return PREFIX + hmac.new(salt, value.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -90,7 +95,7 @@ def redact_body(body: ReceiptBody, fields: Sequence[str]) -> tuple[ReceiptBody, 
     evidence = body.evidence
     if "evidence.name" in chosen:
         evidence = [
-            msgspec.structs.replace(ref, name=hide(f"evidence[{i}].name", ref.name)) for i, ref in enumerate(evidence)
+            msgspec.structs.replace(ref, name=hide(evidence_name_path(i), ref.name)) for i, ref in enumerate(evidence)
         ]
     approval = body.approval
     if "approval.approver" in chosen:

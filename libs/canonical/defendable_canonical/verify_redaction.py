@@ -41,7 +41,7 @@ def reveal_check(payload: Any, disclosures: list[Disclosure] | None) -> Check:
     """Each disclosure must open the commitment at its path; SKIPPED when none was given."""
     if disclosures is None:
         return Check(REVEALED, "SKIPPED", "no disclosures given (--reveal FILE reveals redacted fields)")
-    paths = redacted_paths(payload) or []
+    paths = set(redacted_paths(payload) or [])
     shown: list[str] = []
     for d in disclosures:
         if d.path not in paths:

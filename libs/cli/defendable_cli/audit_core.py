@@ -72,7 +72,7 @@ from defendable_canonical.model import (
     receipt_schema_for,
 )
 from defendable_canonical.receipt import build_any_payload, payload_bytes
-from defendable_canonical.redaction import opens, value_at
+from defendable_canonical.redaction import evidence_name_path, opens, value_at
 from defendable_canonical.signature import verify_signature
 from defendable_canonical.tlog_api import StoredReceiptRow
 from defendable_ledger.mint import MINT_EVENTS, MintEvent, MintRequest, Unmintable, mint_request
@@ -219,7 +219,7 @@ def revealed_evidence(event: Approved) -> list[EvidenceRef]:
         return event.receipt.evidence
     names = {d.path: d.value for d in event.disclosures}
     return [
-        msgspec.structs.replace(ref, name=names.get(f"evidence[{i}].name", ref.name))
+        msgspec.structs.replace(ref, name=names.get(evidence_name_path(i), ref.name))
         for i, ref in enumerate(event.receipt.evidence)
     ]
 

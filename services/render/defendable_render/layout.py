@@ -17,6 +17,7 @@ import msgspec
 
 from defendable_canonical.incident import rfc3339_ms
 from defendable_canonical.model import Approval, Finding, ReceiptPayload, Signature
+from defendable_canonical.redaction import PREFIX, evidence_name_path
 from defendable_canonical.trail import TrailSummary
 
 RGB = tuple[int, int, int]
@@ -406,7 +407,7 @@ class ReceiptLayout(Layout):
         w, redacted = self.out.width, redacted_of(p)
         rows = [
             [
-                (f"{shown(e.name, f'evidence[{i}].name' in redacted)}\n{e.id}", "sans", "", 8.0, INK),
+                (f"{shown(e.name, evidence_name_path(i) in redacted)}\n{e.id}", "sans", "", 8.0, INK),
                 (f"{e.media_type}\n{human_size(e.size)}", "sans", "", 7.5, MUTED),
                 (e.sha256, "mono", "", 6.5, INK),
             ]
@@ -421,4 +422,4 @@ def redacted_of(p: ReceiptPayload) -> frozenset[str]:
 
 def shown(value: str, redacted: bool) -> str:
     """A redacted field prints as such, with the head of its commitment (docs/redaction.md)."""
-    return f"Redacted {value[12:20]}…" if redacted else value
+    return f"Redacted {value[len(PREFIX) : len(PREFIX) + 8]}…" if redacted else value
