@@ -155,6 +155,18 @@ async def checked_run(client: AsyncClient, **memo_kw: object) -> str:
     return run_id
 
 
+async def minted_receipt(
+    submitter: AsyncClient, approver: AsyncClient, note: str = "", *, rendered: bool = False
+) -> dict[str, Any]:
+    """A new checked run, approved: its receipt document once minted (and its PDF rendered)."""
+    run_id = await checked_run(submitter)
+    await approver.approve(run_id, note)
+    run = await submitter.wait_for(run_id, ("rendered",) if rendered else ("minted",), timeout=90 if rendered else 60)
+    receipt: dict[str, Any] = run["receipt"]
+    assert receipt is not None, run
+    return receipt
+
+
 AGENT_PROFILE: dict[str, Any] = {
     "model": "gpt-test",
     "harness": "pytest",

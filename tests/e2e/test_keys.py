@@ -17,18 +17,10 @@ import httpx
 from defendable.client import AsyncClient
 from defendable_canonical.verification import all_passed
 
-from .conftest import Services, checked_run
+from .conftest import Services, minted_receipt
 from .trust import outcomes, shared_checks
 
 KEYS = "/.well-known/defendable-keys.json"
-
-
-async def minted_receipt(submitter: AsyncClient, approver: AsyncClient) -> dict[str, Any]:
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id, "keys test")
-    run = await submitter.wait_for(run_id, ("minted",), timeout=60)
-    receipt: dict[str, Any] = run["receipt"]
-    return receipt
 
 
 def key_set(services: Services) -> list[dict[str, Any]]:
@@ -41,7 +33,7 @@ def key_set(services: Services) -> list[dict[str, Any]]:
 async def test_the_key_set_names_the_signing_key_and_keeps_a_rotated_one_as_retired(
     submitter: AsyncClient, approver: AsyncClient, services: Services, tmp_path: Path
 ) -> None:
-    before = await minted_receipt(submitter, approver)
+    before = await minted_receipt(submitter, approver, "keys test")
     old_kid = before["signature"]["kid"]
     [active] = [k for k in await asyncio.to_thread(key_set, services) if k["status"] == "active"]
     assert (active["kid"], active["public_key"], active["alg"]) == (
@@ -55,7 +47,7 @@ async def test_the_key_set_names_the_signing_key_and_keeps_a_rotated_one_as_reti
     await asyncio.to_thread(services.stop, "ledger")
     services.start("ledger", LEDGER_SIGNING_KEY_FILE=str(key_file))
     try:
-        after = await minted_receipt(submitter, approver)
+        after = await minted_receipt(submitter, approver, "keys test")
         new_kid = after["signature"]["kid"]
         assert new_kid != old_kid
         keys = {k["kid"]: k for k in await asyncio.to_thread(key_set, services)}

@@ -9,8 +9,7 @@ import time
 
 from defendable.client import AsyncClient
 
-from .conftest import Services
-from .test_verify_cli import mint
+from .conftest import Services, minted_receipt
 from .trust import outcomes, shared_checks
 
 SETTLE_S = 60.0
@@ -24,7 +23,7 @@ async def test_a_ledger_started_with_a_log_to_backfill_signs_it_and_keeps_mintin
     await asyncio.to_thread(services.stop, "ledger")
     services.start("ledger", LEDGER_TLOG="off")
     try:
-        first = await mint(submitter, approver)
+        first = await minted_receipt(submitter, approver)
         before = await approver.get("/ledger/checkpoint")
         assert before.status_code != 200 or before.json()["size"] == 0, before.text
     finally:
@@ -42,7 +41,7 @@ async def test_a_ledger_started_with_a_log_to_backfill_signs_it_and_keeps_mintin
     assert ledger.poll() is None
 
     # 3. It mints on, and both receipts prove their inclusion in the backfilled log.
-    second = await mint(submitter, approver)
+    second = await minted_receipt(submitter, approver)
     for receipt in (first, second):
         links = receipt["links"]
         assert isinstance(links, dict)

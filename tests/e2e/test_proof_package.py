@@ -24,7 +24,7 @@ from defendable_gateway.admin import CreatedOrg, create_org
 from defendable_gateway.package_routes import MAX_PACKAGE_EVIDENCE_BYTES
 from defendable_stack.servers import Stack
 
-from .conftest import Services, checked_run, key
+from .conftest import Services, checked_run, key, minted_receipt
 from .memo import EVIDENCE
 from .trust import verify_cli as verify
 
@@ -37,15 +37,6 @@ PROOF_CHECKS = (
     "signing key known",
     *(name for name in TRANSPARENCY_CHECKS if name != "witness cosignatures"),
 )
-
-
-async def rendered_receipt(submitter: AsyncClient, approver: AsyncClient) -> dict[str, Any]:
-    """A minted receipt whose PDF is rendered (a package needs it)."""
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id, "proof package test")
-    run = await submitter.wait_for(run_id, ("rendered",), timeout=90)
-    receipt: dict[str, Any] = run["receipt"]
-    return receipt
 
 
 async def witnessed(services: Services, receipt: dict[str, Any]) -> list[dict[str, str]]:
@@ -96,7 +87,7 @@ def flip_one_byte(receipt_json: bytes) -> bytes:
 async def test_a_package_holds_the_receipt_proof_pdf_keys_and_evidence_and_the_cli_verifies_it(
     submitter: AsyncClient, approver: AsyncClient, services: Services, tmp_path: Path
 ) -> None:
-    receipt = await rendered_receipt(submitter, approver)
+    receipt = await minted_receipt(submitter, approver, "proof package test", rendered=True)
     witnesses = await witnessed(services, receipt)
     h = receipt["receipt_hash"]
     zf, data = await package(approver, h)
@@ -167,7 +158,7 @@ async def test_a_package_holds_the_receipt_proof_pdf_keys_and_evidence_and_the_c
 async def test_hashes_only_the_org_setting_and_isolation(
     submitter: AsyncClient, approver: AsyncClient, org: CreatedOrg, stack: Stack, services: Services, tmp_path: Path
 ) -> None:
-    receipt = await rendered_receipt(submitter, approver)
+    receipt = await minted_receipt(submitter, approver, "proof package test", rendered=True)
     h = receipt["receipt_hash"]
 
     zf, data = await package(submitter, h, "?evidence=hashes")
@@ -239,7 +230,7 @@ async def offline_checks(page: Page, url: str) -> dict[str, str]:
 async def test_verify_html_verifies_the_package_offline_in_chromium_and_shows_a_tamper(
     submitter: AsyncClient, approver: AsyncClient, services: Services, browser: Browser, tmp_path: Path
 ) -> None:
-    receipt = await rendered_receipt(submitter, approver)
+    receipt = await minted_receipt(submitter, approver, "proof package test", rendered=True)
     await witnessed(services, receipt)
     zf, _ = await package(approver, receipt["receipt_hash"])
     folder = tmp_path / "package"

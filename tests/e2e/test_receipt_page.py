@@ -49,7 +49,7 @@ from defendable_canonical.verification import verify_document
 from defendable_canonical.verify_transparency import TRANSPARENCY_CHECKS, Trust, parse_key_set, witness_policy
 from defendable_gateway.receipt_page import ASSETS, CSP, SECURITY_HEADERS, page_html
 
-from .conftest import Services, checked_run
+from .conftest import Services, minted_receipt
 
 SITE = "http://127.0.0.1:9"  # never contacted: page.route answers every request (127.0.0.1 is a secure context)
 PREFIX = "defendable.test/log"
@@ -594,10 +594,7 @@ async def test_a_share_link_that_does_not_load_says_so(browser: Browser) -> None
 
 
 async def minted_share(submitter: AsyncClient, approver: AsyncClient) -> str:
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id, "receipt page test")
-    run = await submitter.wait_for(run_id, ("minted",), timeout=60)
-    share: str = run["receipt"]["links"]["share"]
+    share: str = (await minted_receipt(submitter, approver, "receipt page test"))["links"]["share"]
     return share
 
 

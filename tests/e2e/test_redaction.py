@@ -16,7 +16,7 @@ from defendable_canonical.redaction import is_commitment
 from defendable_gateway.admin import CreatedOrg
 from defendable_stack.servers import Stack
 
-from .conftest import Services, checked_run, key
+from .conftest import Services, checked_run, key, minted_receipt
 from .memo import EVIDENCE
 from .test_audit_replay import audit
 from .trust import outcomes, shared_checks
@@ -32,12 +32,7 @@ async def redacted_receipt(
     async with AsyncClient(services.base_url, key(org, "admin")) as admin:
         put = await admin.request("PUT", "/org/settings", json={"redact": ALL})
         assert put.status_code == 200, put.text
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id, NOTE)
-    await approver.wait_for(run_id, ("minted", "rendered"), timeout=60)
-    status, receipt = await approver.receipt(run_id)
-    assert status == 200 and isinstance(receipt, dict)
-    return receipt
+    return await minted_receipt(submitter, approver, NOTE)
 
 
 async def test_a_redacting_org_mints_commitments_and_reveals_one_field_at_a_time(

@@ -10,16 +10,11 @@ from defendable_canonical import jcs
 from defendable_gateway.admin import create_org
 from defendable_stack.servers import Stack
 
-from .conftest import Services, checked_run, key
+from .conftest import Services, key, minted_receipt
 
 
 async def mint(submitter: AsyncClient, approver: AsyncClient) -> str:
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id)
-    await approver.wait_for(run_id, ("minted", "rendered"))
-    status, receipt = await approver.receipt(run_id)
-    assert status == 200
-    return str(receipt["receipt_hash"])
+    return str((await minted_receipt(submitter, approver))["receipt_hash"])
 
 
 async def test_an_altered_receipt_payload_fails_verification_at_its_seq_and_other_orgs_still_verify(

@@ -12,8 +12,7 @@ from defendable.client import AsyncClient
 from defendable_canonical.checkpoint import parse_checkpoint
 from defendable_canonical.merkle import receipt_leaf_hash, verify_consistency, verify_inclusion
 
-from .conftest import Services
-from .test_verify_cli import mint
+from .conftest import Services, minted_receipt
 
 
 def b64(text: str) -> bytes:
@@ -23,7 +22,7 @@ def b64(text: str) -> bytes:
 async def test_inclusion_and_consistency_proofs_verify_against_the_signed_checkpoint(
     submitter: AsyncClient, approver: AsyncClient
 ) -> None:
-    receipts = [await mint(submitter, approver) for _ in range(3)]
+    receipts = [await minted_receipt(submitter, approver) for _ in range(3)]
     latest = await approver.get("/ledger/checkpoint")
     assert latest.status_code == 200, latest.text
     body = latest.json()
@@ -51,7 +50,7 @@ async def test_inclusion_and_consistency_proofs_verify_against_the_signed_checkp
 async def test_bad_proof_queries_are_refused_with_problems(
     submitter: AsyncClient, approver: AsyncClient, services: Services
 ) -> None:
-    receipt = await mint(submitter, approver)
+    receipt = await minted_receipt(submitter, approver)
     h = receipt["receipt_hash"]
     cases = {
         f"/ledger/proof/inclusion?hash={h}&size=9": (400, "size must be in 1..1"),  # beyond the tree

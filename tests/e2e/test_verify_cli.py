@@ -9,18 +9,8 @@ from pathlib import Path
 
 from defendable.client import AsyncClient
 
-from .conftest import Services, checked_run
+from .conftest import Services, minted_receipt
 from .trust import verify_cli as verify
-
-
-async def mint(submitter: AsyncClient, approver: AsyncClient) -> dict[str, object]:
-    run_id = await checked_run(submitter)
-    await approver.approve(run_id, "verify test")
-    await approver.wait_for(run_id, ("minted", "rendered"), timeout=60)
-    status, receipt = await approver.receipt(run_id)
-    assert status == 200
-    assert isinstance(receipt, dict)
-    return receipt
 
 
 def outcome(out: str, name: str) -> str:
@@ -32,7 +22,7 @@ def outcome(out: str, name: str) -> str:
 async def test_a_share_url_verifies_offline_against_the_hosts_key_set_with_its_inclusion_proof(
     submitter: AsyncClient, approver: AsyncClient, services: Services
 ) -> None:
-    receipt = await mint(submitter, approver)
+    receipt = await minted_receipt(submitter, approver, "verify test")
     links = receipt["links"]
     assert isinstance(links, dict)
     share = str(links["share"])
@@ -50,7 +40,7 @@ async def test_a_real_export_verifies_and_a_truncated_copy_fails_against_the_lat
     submitter: AsyncClient, approver: AsyncClient, services: Services, tmp_path: Path
 ) -> None:
     for _ in range(3):
-        await mint(submitter, approver)
+        await minted_receipt(submitter, approver, "verify test")
     export = await approver.get("/ledger/export")
     assert export.status_code == 200, export.text
     assert export.headers["content-type"].startswith("application/x-ndjson")
