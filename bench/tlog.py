@@ -34,7 +34,7 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -88,6 +88,23 @@ def cpu_per(before: dict[str, float], after: dict[str, float], n: int) -> dict[s
     return {k: round(1e6 * v / n, 1) if v >= 0 else None for k, v in spent.items()}
 
 
+async def proofs_rate(
+    n: int, concurrency: int, one: Callable[..., Awaitable[None]], cpu: Callable[[], dict[str, float]]
+) -> dict[str, Any]:
+    """``one(i)`` for n picks, ``concurrency`` in flight, after 50 checked warm-ups: rate, latency, CPU."""
+    for i in range(50):
+        await one(i, check=True)
+    before = cpu()
+    elapsed, latencies = await in_flight(n, concurrency, one)
+    after = cpu()
+    return {
+        "proofs_per_s": round(n / elapsed, 1),
+        "p50_ms": round(1000 * statistics.median(latencies), 2),
+        "p99_ms": round(1000 * percentile(latencies, 0.99), 2),
+        "cpu_us_per_proof": cpu_per(before, after, n),
+    }
+
+
 async def proofs_served(
     env: dict[str, str], base_url: str, quick: bool, cpu: Callable[[], dict[str, float]], concurrency: int = 16
 ) -> dict[str, Any]:
@@ -127,17 +144,7 @@ async def proofs_served(
             if check:
                 check_answer(r.json(), h)
 
-        for i in range(50):  # warm-up, checked
-            await http_one(i, check=True)
-        before = cpu()
-        elapsed, latencies = await in_flight(n, concurrency, http_one)
-        after = cpu()
-    result["http"] = {
-        "proofs_per_s": round(n / elapsed, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 2),
-        "p99_ms": round(1000 * percentile(latencies, 0.99), 2),
-        "cpu_us_per_proof": cpu_per(before, after, n),
-    }
+        result["http"] = await proofs_rate(n, concurrency, http_one, cpu)
 
     nc = await nats.connect(env["NATS_URL"])
     try:
@@ -152,19 +159,9 @@ async def proofs_served(
             if check:
                 check_answer(answer, row["receipt_hash"])
 
-        for i in range(50):
-            await nats_one(i, check=True)
-        before = cpu()
-        elapsed, latencies = await in_flight(n, concurrency, nats_one)
-        after = cpu()
+        result["nats_request_reply"] = await proofs_rate(n, concurrency, nats_one, cpu)
     finally:
         await nc.close()
-    result["nats_request_reply"] = {
-        "proofs_per_s": round(n / elapsed, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 2),
-        "p99_ms": round(1000 * percentile(latencies, 0.99), 2),
-        "cpu_us_per_proof": cpu_per(before, after, n),
-    }
     result["reached"] = result["http"]["proofs_per_s"]
     return result
 
